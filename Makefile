@@ -1,0 +1,56 @@
+# Every entry point of the project. README.md documents `make book` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.antiforge-installed
+VENDOR_JS := book/_vendor/ipywidgets/embed.js
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup book test unit lint bench chromium clean
+
+## setup: create .venv and install the library with its book and dev extras (pinned)
+setup: $(STAMP) $(VENDOR_JS)
+
+# torch/torchvision first and pinned, so nothing else resolves a different torch.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch torchvision
+	$(BIN)/pip install -q -c constraints.txt -e '.[book,dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# embed.js and MathJax from the npm registry, so the book renders offline
+$(VENDOR_JS):
+	scripts/fetch_vendor_js.sh
+
+## book: execute every chapter on the CPU and write _build/html (from a clean _build)
+book: setup
+	rm -rf _build
+	PLOTLY_RENDERER=notebook $(BIN)/jupyter-book build book -W --keep-going
+	@echo "open _build/html/index.html"
+
+## chromium: Debian's browser for the built-book check (never `playwright install`)
+chromium:
+	@[ -x $(CHROMIUM) ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+## test: lint, unit tests, a clean book build and the browser check of every page
+test: setup chromium lint
+	$(BIN)/pytest -ra
+
+## unit: the fast tests only (no book build)
+unit: setup
+	$(BIN)/pytest -ra -m "not book"
+
+lint: setup
+	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext
+	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext
+
+## bench: side-by-side throughput ratios (see benchmarks/README.md)
+bench: setup
+	$(BIN)/python benchmarks/bench_jpeg.py
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,44 @@
+"""The exercise self-checks accept right answers and reject wrong ones."""
+
+import torch
+
+from antiforge_lib import exercises, jpeg
+
+
+def right_quantize(block, table):
+    return jpeg.quantize_blocks(jpeg.block_dct(block - 128), table)
+
+
+def test_quantize_block_check_accepts_reference(capsys):
+    assert exercises.check_quantize_block(right_quantize)
+    assert "Correct" in capsys.readouterr().out
+
+
+def test_quantize_block_check_rejects_missing_level_shift(capsys):
+    wrong = lambda b, t: jpeg.quantize_blocks(jpeg.block_dct(b), t)  # noqa: E731
+    assert not exercises.check_quantize_block(wrong)
+    assert "subtract 128" in capsys.readouterr().out
+
+
+def test_quantize_block_check_rejects_truncation_and_exceptions():
+    assert not exercises.check_quantize_block(lambda b, t: torch.trunc(jpeg.block_dct(b - 128) / t))
+    assert not exercises.check_quantize_block(lambda b, t: 1 / 0)
+
+
+def test_zigzag_check():
+    assert exercises.check_zigzag(jpeg.zigzag)
+    assert not exercises.check_zigzag(lambda: list(range(64)))
+    assert not exercises.check_zigzag(lambda: [0] * 64)
+
+
+def test_band_zero_fraction_check():
+    assert exercises.check_band_zero_fraction(lambda x, q: jpeg.coefficient_stats(x, q)["high"])
+    assert not exercises.check_band_zero_fraction(lambda x, q: jpeg.coefficient_stats(x, q)["mid"])
+
+
+def test_checks_give_a_verdict_on_unusable_returns(capsys):
+    assert not exercises.check_zigzag(lambda: "not a list")
+    assert not exercises.check_quantize_block(lambda b, t: torch.zeros(4, 4))
+    assert not exercises.check_band_zero_fraction(lambda x, q: [0.1, 0.2])
+    out = capsys.readouterr().out
+    assert out.count("Not yet") == 3 and "Traceback" not in out
