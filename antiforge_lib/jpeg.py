@@ -113,12 +113,30 @@ def _check_blocks(x: torch.Tensor, name: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
 
 
+# Planes per chunk on the CPU: about 1M values (4 MB in float32), so the
+# intermediate of the two passes stays in cache.
+_CHUNK_VALUES = 1 << 20
+
+
 def _separable(x: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     # left @ block @ right for every 8x8 block, as two matmuls on reshaped views
     # of the same memory (no permute copies): columns within blocks, then rows.
     *lead, h, w = x.shape
-    cols = x.reshape(*lead, h, w // 8, 8) @ right
-    return torch.matmul(left, cols.reshape(*lead, h // 8, 8, w)).reshape(x.shape)
+    if x.requires_grad or x.device.type != "cpu" or x.numel() == 0:
+        cols = x.reshape(*lead, h, w // 8, 8) @ right
+        return torch.matmul(left, cols.reshape(*lead, h // 8, 8, w)).reshape(x.shape)
+    # On the CPU, writing into preallocated buffers chunk by chunk avoids
+    # allocating (and page-faulting) two full-size temporaries per call.
+    planes = x.reshape(-1, h, w)
+    out = torch.empty_like(planes)
+    step = max(1, _CHUNK_VALUES // (h * w))
+    tmp = torch.empty((min(step, len(planes)), h, w // 8, 8), dtype=x.dtype)
+    for i in range(0, len(planes), step):
+        src = planes[i : i + step]
+        m = len(src)
+        torch.matmul(src.reshape(m, h, w // 8, 8), right, out=tmp[:m])
+        torch.matmul(left, tmp[:m].reshape(m, h // 8, 8, w), out=out[i : i + m].reshape(m, h // 8, 8, w))
+    return out.reshape(x.shape)
 
 
 def block_dct(x: torch.Tensor) -> torch.Tensor:
@@ -259,7 +277,7 @@ def _pad8(x: torch.Tensor, mult: int = 8) -> torch.Tensor:
 
 
 def jpeg_simulate(x: torch.Tensor, quality: int, subsampling: str = "444") -> torch.Tensor:
-    """Baseline JPEG's lossy steps, differentiable-free but batched and device-agnostic.
+    """Baseline JPEG's lossy steps on a batch, on any device (not differentiable: it rounds).
 
     RGB -> YCbCr (rounded to 8 bits as libjpeg does), level shift by -128,
     8x8 block DCT, quantize and dequantize with :func:`quant_table`

@@ -26,7 +26,7 @@ def _data_root():
     # A source checkout (or editable install) reads data/ in place; a wheel
     # carries the same files as the antiforge_lib._embedded package.
     checkout = Path(__file__).resolve().parent.parent / "data"
-    if (checkout / "README.md").is_file():
+    if (checkout.parent / "pyproject.toml").is_file() and (checkout / _FACE).is_file():
         return checkout
     try:
         return resources.files("antiforge_lib._embedded")

@@ -145,10 +145,19 @@ def test_page_renders_in_chromium(page, server, browser, built_book):
     for i in range(divs.count()):
         assert divs.nth(i).locator("svg.main-svg").count() > 0, f"{page}: Plotly figure {i} drew no SVG"
     if want_widgets:
-        pg.wait_for_selector(".jupyter-widgets.widget-slider, .widget-slider", timeout=30000)
-        rendered = pg.locator(".jupyter-widgets.widget-container, .widget-vbox, .widget-hbox").count()
-        assert rendered >= want_widgets, f"{page}: {want_widgets} widget views saved, {rendered} rendered"
-        assert pg.locator(".widget-readout, .widget-label").count() > 0
+        pg.wait_for_selector(".widget-slider", timeout=30000)
+    # Each saved widget view is a <script> that html-manager replaces with a rendered view.
+    views = pg.evaluate(
+        """() => Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
+                 .map(s => s.parentElement.querySelector('.jupyter-widgets') !== null)"""
+    )
+    assert len(views) == want_widgets, f"{page}: {want_widgets} widget views executed, {len(views)} saved in the page"
+    assert all(views), f"{page}: {views.count(False)} of {len(views)} widget views did not render"
+    maths = pg.locator(".math").count()
+    if maths:
+        pg.wait_for_selector("mjx-container", timeout=30000)
+        typeset = pg.locator("mjx-container").count()
+        assert typeset >= maths, f"{page}: {maths} equations, {typeset} typeset by MathJax"
     pg.screenshot(path=str(shots / f"{page.replace('/', '_')}.png"), full_page=True)
     ctx.close()
     unexpected = [e for e in errors if not any(k in e for k in KNOWN_PAGE_ERRORS)]

@@ -170,3 +170,19 @@ def test_quantize_blocks_rounds_halves_away_from_zero():
     c[0, 0], c[0, 1], c[1, 0] = 3.0, -3.0, 2.9
     q = jpeg.quantize_blocks(c, t)
     assert (q[0, 0].item(), q[0, 1].item(), q[1, 0].item()) == (2.0, -2.0, 1.0)
+
+
+def test_block_dct_gradient_path_and_chunked_path_agree():
+    x = torch.rand(5, 3, 32, 48, dtype=torch.float64)  # 15 planes: several chunks when chunks are small
+    chunked = jpeg.block_dct(x)
+    plain = jpeg.block_dct(x.clone().requires_grad_(True))
+    np.testing.assert_allclose(chunked.numpy(), plain.detach().numpy(), atol=1e-12)
+    plain.sum().backward()  # the autograd path stays differentiable
+
+
+def test_block_dct_many_chunks(monkeypatch):
+    monkeypatch.setattr(jpeg, "_CHUNK_VALUES", 2 * 16 * 16)  # two planes per chunk, odd remainder
+    x = torch.rand(7, 16, 16, dtype=torch.float64)
+    ref = scipy.fft.dctn(_blocks(x.numpy()), axes=(-2, -1), norm="ortho")
+    np.testing.assert_allclose(_blocks(jpeg.block_dct(x).numpy()), ref, atol=1e-9)
+    np.testing.assert_allclose(jpeg.block_idct(jpeg.block_dct(x)).numpy(), x.numpy(), atol=1e-9)
