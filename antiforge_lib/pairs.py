@@ -1,0 +1,234 @@
+"""Pixel-aligned HQ/LQ/mask face crops from a FaceForensics++-shaped tree.
+
+For each video the same evenly spaced frames are read from the HQ video, the
+LQ video and (for fakes) the mask video. The face is found on the HQ frame;
+the box is squared, enlarged x1.3, smoothed across frames and clamped to the
+image, and that one box crops all three (Cao et al. 2021, Sec. 4.1). Crops are
+stored as PNG (lossless), masks binarised at > 0.1 of full scale (Sec. 4.2).
+
+The cache is resumable: each video's files are written atomically and a
+``_done.json`` marker is written last, so a killed run restarted with the same
+arguments redoes only unfinished videos and returns the same index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
+from .ffpp import FFPPLayout, Video
+from .video import VideoError, iter_video, video_info
+
+__all__ = ["prepare_pairs", "load_index", "frame_indices", "INDEX_COLUMNS"]
+
+INDEX_COLUMNS = ["split", "method", "video", "frame", "label", "hq", "lq", "mask", "x0", "y0", "x1", "y1"]
+MASK_THRESHOLD = 0.1  # the paper binarises grey/255 at 0.1
+
+
+def frame_indices(n_frames: int, k: int) -> np.ndarray:
+    """``k`` evenly spaced frame numbers in ``0..n_frames-1`` (all frames if ``k >= n_frames``)."""
+    if n_frames < 1 or k < 1:
+        raise ValueError(f"need n_frames >= 1 and k >= 1, got {n_frames}, {k}")
+    return np.unique(np.linspace(0, n_frames - 1, min(k, n_frames)).round().astype(int))
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_png(path: Path, img: Image.Image) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _process_video(args) -> dict:
+    """Crop one video's frames; returns its rows and counts (runs in a worker)."""
+    layout_root, splits, video, cfg, out_dir = args
+    layout = FFPPLayout.__new__(FFPPLayout)  # no split lookup in workers
+    layout.root, layout.splits = Path(layout_root), splits
+    video = Video(**video)
+    vdir = Path(out_dir) / video.method / video.id
+    done = vdir / "_done.json"
+    for stale in vdir.glob(".*.part"):  # left by a killed run
+        stale.unlink()
+    if done.is_file():
+        return json.loads(done.read_text())
+    vdir.mkdir(parents=True, exist_ok=True)
+
+    paths = {"hq": layout.video_path(video, level=cfg["hq"]), "lq": layout.video_path(video, level=cfg["lq"])}
+    if video.label:
+        paths["mask"] = layout.video_path(video, level="masks")
+    result = {"video": asdict(video), "rows": [], "no_face": 0, "skipped": None}
+    try:
+        infos = {k: video_info(p) for k, p in paths.items()}
+    except VideoError as e:
+        result["skipped"] = str(e)
+        return result
+    shapes = {k: (i.frames, i.height, i.width) for k, i in infos.items()}
+    if len(set(shapes.values())) > 1:
+        result["skipped"] = "frame count or size differs: " + ", ".join(f"{k} {v}" for k, v in shapes.items())
+        return result
+    n, h, w = shapes["hq"]
+    idx = frame_indices(n, cfg["frames_per_video"])
+
+    # Pass 1: boxes on the HQ frames, one frame in memory at a time.
+    boxes = np.full((len(idx), 4), np.nan)
+    try:
+        for j, (_, frame) in enumerate(iter_video(paths["hq"], idx)):
+            found = detect_face(frame)
+            if found is not None:
+                boxes[j] = square_box(found, cfg["scale"])
+        boxes = smooth_boxes(boxes, cfg["smooth"])
+
+        # Pass 2: the same box crops HQ, LQ and mask, decoded in lockstep.
+        streams = [iter_video(p, idx) for p in paths.values()]
+        size = cfg["size"]
+        for j, frames in enumerate(zip(*streams, strict=True)):
+            fno = int(frames[0][0])
+            if np.isnan(boxes[j]).any():
+                result["no_face"] += 1
+                continue
+            box = clamp_box(boxes[j], h, w)
+            row = {"split": video.split, "method": video.method, "video": video.id, "frame": fno}
+            row["label"] = video.label
+            for key, (_, frame) in zip(paths, frames, strict=True):
+                crop = Image.fromarray(crop_box(frame, box))
+                if key == "mask":
+                    grey = crop.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+                    crop = Image.fromarray(((np.asarray(grey) / 255) > MASK_THRESHOLD).astype(np.uint8) * 255)
+                else:
+                    crop = crop.resize((size, size), Image.Resampling.BICUBIC)
+                rel = f"{video.method}/{video.id}/{fno:04d}_{key}.png"
+                _atomic_png(Path(out_dir) / rel, crop)
+                row[key] = rel
+            if "mask" not in row:  # reals: an all-zero mask, shared by every real crop
+                row["mask"] = "_zero_mask.png"
+            row.update(zip(("x0", "y0", "x1", "y1"), box, strict=True))
+            result["rows"].append(row)
+    except VideoError as e:
+        result = {**result, "rows": [], "skipped": str(e)}
+        return result
+    _atomic_json(done, result)
+    return result
+
+
+def _resolve(df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    df = df.copy()
+    for key in ("hq", "lq", "mask"):
+        df[key] = [str(out_dir / p) for p in df[key]]
+    return df
+
+
+def prepare_pairs(
+    ffpp_root,
+    out_dir,
+    methods=None,
+    hq: str = "c23",
+    lq: str = "c40",
+    frames_per_video: int = 270,
+    size: int = 299,
+    workers: int | None = None,
+    splits_dir=None,
+    scale: float = 1.3,
+    smooth: int = 5,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Write the pair cache for a FaceForensics++-shaped tree and return its index.
+
+    Parameters
+    ----------
+    ffpp_root : dataset root (see :class:`antiforge_lib.ffpp.FFPPLayout`).
+    out_dir : cache folder; holds ``index.csv``, ``report.json``, ``config.json``
+        and ``<method>/<video>/<frame>_{hq,lq,mask}.png``.
+    methods : manipulation folders to use (default: all present).
+    hq, lq : compression levels of the two branches ("c0", "c23", "c40").
+    frames_per_video : evenly spaced frames per video (the paper samples 270).
+    size : side of the square crops in pixels (299 for Xception).
+    workers : parallel processes across videos (default: all cores).
+    scale, smooth : box enlargement (1.3 as FF++) and smoothing window in frames.
+
+    Returns
+    -------
+    DataFrame, one row per pair, columns :data:`INDEX_COLUMNS` (``hq``,
+    ``lq``, ``mask`` as absolute paths). ``df.attrs["report"]`` counts the
+    frames without a face and lists skipped and missing videos.
+    """
+    if hq == lq:
+        raise ValueError(f"hq and lq must differ, both are {hq!r}")
+    out_dir = Path(out_dir)
+    layout = FFPPLayout(ffpp_root, splits_dir=splits_dir)
+    methods = layout.methods() if methods is None else list(methods)
+    present, missing = layout.check(methods, levels=(hq, lq))
+    cfg = dict(hq=hq, lq=lq, frames_per_video=int(frames_per_video), size=int(size), scale=scale, smooth=smooth)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = out_dir / "config.json"
+    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != cfg:
+        raise ValueError(
+            f"{out_dir} holds a pair cache made with other arguments ({cfg_path.read_text().strip()}); "
+            "use another out_dir, or delete this one to rebuild"
+        )
+    _atomic_json(cfg_path, cfg)
+    zero = out_dir / "_zero_mask.png"
+    if not zero.is_file():
+        _atomic_png(zero, Image.new("L", (size, size), 0))
+
+    jobs = [(str(layout.root), layout.splits, asdict(v), cfg, str(out_dir)) for v in present]
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
+    results = []
+    if workers == 1:
+        for job in jobs:
+            results.append(_process_video(job))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for res in pool.map(_process_video, jobs):
+                results.append(res)
+                bar.update()
+    bar.close()
+
+    rows = [r for res in results for r in res["rows"]]
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    index = index.sort_values(["split", "method", "video", "frame"], kind="stable").reset_index(drop=True)
+    report = {
+        "videos": len(jobs),
+        "pairs": len(index),
+        "no_face_frames": int(sum(r["no_face"] for r in results)),
+        "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
+        "missing": [f"{v.method}/{v.id}" for v in missing],
+    }
+    tmp = out_dir / ".index.csv.part"
+    index.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "index.csv")
+    _atomic_json(out_dir / "report.json", report)
+    out = _resolve(index, out_dir)
+    out.attrs["report"] = report
+    return out
+
+
+def load_index(out_dir) -> pd.DataFrame:
+    """Read a finished pair cache's ``index.csv`` (paths made absolute)."""
+    out_dir = Path(out_dir)
+    path = out_dir / "index.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no pair index here; run prepare_pairs(..., out_dir={str(out_dir)!r}) first")
+    df = pd.read_csv(path, dtype={"video": str})
+    lacking = [c for c in INDEX_COLUMNS if c not in df.columns]
+    if lacking:
+        raise ValueError(f"{path}: columns {lacking} are missing; rebuild the cache")
+    out = _resolve(df, out_dir)
+    report = out_dir / "report.json"
+    out.attrs["report"] = json.loads(report.read_text()) if report.is_file() else {}
+    return out

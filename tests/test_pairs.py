@@ -1,0 +1,213 @@
+"""FFPPLayout, faces and prepare_pairs on a tiny FF++-shaped tree written by the tests."""
+
+import json
+import shutil
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ffpp_fixture import FRAMES, write_tree
+from PIL import Image
+
+from antiforge_lib import faces, ffpp, pairs
+from antiforge_lib.jpeg import psnr
+from antiforge_lib.samples import face_image
+from antiforge_lib.video import read_video
+
+SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffpp-splits"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ffpp")
+    write_tree(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs")
+    index = pairs.prepare_pairs(tree, out, hq="c0", lq="c40", frames_per_video=FRAMES, size=64, workers=2)
+    return out, index
+
+
+def _img(path):
+    return torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255)
+
+
+# -- the official splits ---------------------------------------------------------
+def test_official_splits_sizes():
+    if not SHARED_SPLITS.is_dir():
+        pytest.fail(f"{SHARED_SPLITS} missing: tests read FF++'s split files from the shared folder")
+    splits = ffpp.load_splits(splits_dir=SHARED_SPLITS, download=False)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 360, "val": 70, "test": 70}
+    videos = {k: {i for p in v for i in p} for k, v in splits.items()}
+    assert {k: len(v) for k, v in videos.items()} == {"train": 720, "val": 140, "test": 140}
+    assert not (videos["train"] & videos["test"]) and not (videos["train"] & videos["val"])
+
+
+def test_missing_splits_say_where_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTIFORGE_FFPP_SPLITS", raising=False)
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(ffpp.urllib.request, "urlopen", offline)
+    with pytest.raises(ffpp.LayoutError, match="github.*ondyari/FaceForensics.*splits") as e:
+        ffpp.FFPPLayout(tmp_path)
+    assert "no network" in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_layout_lists_missing_and_present_folders(tree, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tree, partial)
+    shutil.rmtree(partial / "manipulated_sequences/SelfBlend/c40")
+    layout = ffpp.FFPPLayout(partial, download_splits=False)
+    with pytest.raises(ffpp.LayoutError) as e:
+        layout.check(["SelfBlend", "Deepfakes"])
+    msg = str(e.value)
+    assert "manipulated_sequences/SelfBlend/c40/videos" in msg.split("Present:")[0]
+    assert "method Deepfakes" in msg
+    assert "original_sequences/youtube/c23/videos" in msg.split("Present:")[1]
+    out = tmp_path / "never"
+    with pytest.raises(ffpp.LayoutError):
+        pairs.prepare_pairs(partial, out, methods=["SelfBlend"])
+    assert not out.exists(), "a failed layout check must write nothing"
+
+
+def test_layout_videos(tree):
+    layout = ffpp.FFPPLayout(tree, download_splits=False)
+    assert layout.methods() == ["SelfBlend"]
+    vids = layout.videos()
+    assert sum(v.label == 0 for v in vids) == 6 and sum(v.label == 1 for v in vids) == 6
+    present, missing = layout.check()
+    assert len(present) == 12 and not missing
+
+
+# -- faces -----------------------------------------------------------------------
+def test_detect_face_on_a_real_photo_and_not_on_a_flat_image():
+    photo = np.asarray(face_image(crop=False))
+    x0, y0, x1, y1 = faces.detect_face(photo)
+    assert x0 < 222 < x1 and y0 < 126 < y1  # the face centre, read off the photo by hand
+    assert faces.detect_face(np.full((200, 200, 3), 128, np.uint8)) is None
+
+
+def test_box_helpers_hand_computed():
+    assert faces.square_box((10, 20, 30, 60), 1.5) == (-10.0, 10.0, 50.0, 70.0)
+    assert faces.clamp_box((-10, 10, 50, 70), 100, 100) == (0, 10, 60, 70)  # shifted, not squeezed
+    # larger than the image: side = the shorter image side (80), centre (100, 100) pushed back inside
+    assert faces.clamp_box((-50, -50, 250, 250), 100, 80) == (0, 20, 80, 100)
+    b = np.array([[0, 0, 10, 10], [2, 2, 12, 12], [np.nan] * 4, [4, 4, 14, 14]], dtype=float)
+    s = faces.smooth_boxes(b, 3)
+    np.testing.assert_allclose(s[0], [1, 1, 11, 11])
+    np.testing.assert_allclose(s[1], [1, 1, 11, 11])
+    assert np.isnan(s[2]).all()
+    np.testing.assert_allclose(s[3], [4, 4, 14, 14])
+
+
+def test_frame_indices_even_and_deterministic():
+    np.testing.assert_array_equal(pairs.frame_indices(10, 4), [0, 3, 6, 9])
+    np.testing.assert_array_equal(pairs.frame_indices(5, 270), [0, 1, 2, 3, 4])
+    with pytest.raises(ValueError):
+        pairs.frame_indices(0, 3)
+
+
+# -- prepare_pairs -----------------------------------------------------------------
+def test_index_rows_and_no_face_count(cache):
+    out, index = cache
+    assert list(index.columns) == pairs.INDEX_COLUMNS
+    report = index.attrs["report"]
+    # video 005 hides its face in 2 frames; so does fake 005_004, made from it
+    assert report["no_face_frames"] == 4
+    assert len(index) == 12 * FRAMES - 4
+    assert set(index.split) == {"train", "val", "test"}
+    assert (index.label == (index.method != "original")).all()
+    assert all(Path(p).is_file() for p in index[["hq", "lq", "mask"]].to_numpy().ravel())
+    assert not list(out.rglob("*.part"))
+
+
+def test_hq_and_lq_crops_share_the_box(cache):
+    _, index = cache
+    same, other = [], []
+    for _, g in index[index.method == "original"].groupby("video"):
+        rows = g.to_dict("records")
+        for i, a in enumerate(rows):
+            far = rows[(i + len(rows) // 2) % len(rows)]  # the same video, half the clip away
+            same.append(psnr(_img(a["hq"]), _img(a["lq"])))
+            other.append(psnr(_img(a["hq"]), _img(far["lq"])))
+    assert np.median(same) > np.median(other) + 6, (np.median(same), np.median(other))
+
+
+def test_masks_binary_and_on_the_manipulated_region(cache, tree):
+    _, index = cache
+    assert all((np.asarray(Image.open(p)) == 0).all() for p in index[index.label == 0]["mask"])
+    layout = ffpp.FFPPLayout(tree, download_splits=False)
+    inside = []
+    for r in index[index.label == 1].itertuples():
+        m = np.asarray(Image.open(r.mask))
+        assert set(np.unique(m)) <= {0, 255}
+        # Where the lossless fake differs from its real frame, cropped with this row's box.
+        fake = read_video(layout.video_path(r.video, "SelfBlend", "c0"), [r.frame])[0].astype(int)
+        real = read_video(layout.video_path(r.video.split("_")[0], "original", "c0"), [r.frame])[0].astype(int)
+        changed = (np.abs(fake - real).max(-1) > 12).astype(np.uint8)[r.y0 : r.y1, r.x0 : r.x1]
+        changed = np.asarray(Image.fromarray(changed * 255).resize(m.shape[::-1], Image.Resampling.NEAREST)) > 0
+        if changed.sum() > 20:
+            inside.append((changed & (m > 0)).sum() / changed.sum())
+    assert len(inside) > 10 and np.median(inside) > 0.9, inside
+
+
+def test_corrupt_video_is_reported_and_leaves_nothing(tree, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tree, broken)
+    bad = broken / "original_sequences/youtube/c40/videos/002.mp4"
+    bad.write_bytes(b"not a video at all")
+    index = pairs.prepare_pairs(broken, tmp_path / "out", frames_per_video=4, size=32, workers=1, progress=False)
+    skipped = index.attrs["report"]["skipped"]
+    assert "original/002" in skipped and "002.mp4" in skipped["original/002"]
+    assert "002" not in set(index.video)
+    assert not list((tmp_path / "out" / "original" / "002").glob("*.png"))
+
+
+def test_interrupted_run_resumes_to_the_same_index(tree, tmp_path, monkeypatch):
+    kw = dict(frames_per_video=4, size=32, workers=1, progress=False)
+    clean = pairs.prepare_pairs(tree, tmp_path / "clean", **kw)
+    real = pairs._process_video
+    calls = {"n": 0}
+
+    def dies_after_five(job):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(pairs, "_process_video", dies_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        pairs.prepare_pairs(tree, tmp_path / "resumed", **kw)
+    monkeypatch.setattr(pairs, "_process_video", real)
+    done = list((tmp_path / "resumed").rglob("_done.json"))
+    assert len(done) == 5 and not (tmp_path / "resumed" / "index.csv").exists()
+    stale = done[0].parent / ".0000_hq.png.part"  # what a kill mid-write leaves
+    stale.write_bytes(b"half")
+    resumed = pairs.prepare_pairs(tree, tmp_path / "resumed", **kw)
+    strip = lambda df, root: df.assign(**{k: df[k].str.replace(str(root), "") for k in ("hq", "lq", "mask")})  # noqa: E731
+    assert strip(resumed, tmp_path / "resumed").equals(strip(clean, tmp_path / "clean"))
+    assert not list((tmp_path / "resumed").rglob("*.part"))
+    assert pairs.load_index(tmp_path / "resumed").equals(resumed)
+
+
+def test_cache_refuses_other_arguments(tree, tmp_path):
+    pairs.prepare_pairs(tree, tmp_path / "c", frames_per_video=2, size=32, workers=1, progress=False)
+    with pytest.raises(ValueError, match="other arguments"):
+        pairs.prepare_pairs(tree, tmp_path / "c", frames_per_video=3, size=32, workers=1, progress=False)
+
+
+def test_crf40_files_are_smaller_than_crf23(tree):
+    layout = ffpp.FFPPLayout(tree, download_splits=False)
+    for v in layout.videos():
+        assert layout.video_path(v, level="c40").stat().st_size < layout.video_path(v, level="c23").stat().st_size
+
+
+def test_splits_json_roundtrip(tree):
+    assert json.loads((tree / "splits" / "test.json").read_text()) == [["004", "005"]]
