@@ -58,8 +58,9 @@ lint: setup
 	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext
 
 ## bench: side-by-side throughput ratios (see benchmarks/README.md)
-bench: setup
+bench: setup data
 	$(BIN)/python benchmarks/bench_jpeg.py
+	$(BIN)/python benchmarks/bench_data.py
 
 clean:
 	rm -rf _build .pytest_cache data/pairs

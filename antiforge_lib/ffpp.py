@@ -185,6 +185,10 @@ class FFPPLayout:
             lv = (*levels, "masks") if v.label else levels
             (present if all(self.video_path(v, level=x).is_file() for x in lv) else missing).append(v)
         if missing and require_all:
-            shown = ", ".join(f"{v.method}/{v.id}" for v in missing[:10])
-            raise LayoutError(f"{len(missing)} videos named by the splits are missing under {self.root}: {shown} ...")
+            shown = ", ".join(f"{v.method}/{v.id}" for v in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise LayoutError(
+                f"{len(missing)} of {len(present) + len(missing)} videos named by the splits are missing under "
+                f"{self.root} (at levels {list(levels)}, plus masks for fakes): {shown}. {len(present)} are present. "
+                "With prepare_pairs, pass allow_missing=True to use only the present ones."
+            )
         return present, missing

@@ -143,6 +143,7 @@ def prepare_pairs(
     splits_dir=None,
     scale: float = 1.3,
     smooth: int = 5,
+    allow_missing: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Write the pair cache for a FaceForensics++-shaped tree and return its index.
@@ -158,6 +159,8 @@ def prepare_pairs(
     size : side of the square crops in pixels (299 for Xception).
     workers : parallel processes across videos (default: all cores).
     scale, smooth : box enlargement (1.3 as FF++) and smoothing window in frames.
+    allow_missing : if true, videos the splits name but the tree lacks are
+        skipped and listed in the report; by default they are an error.
 
     Returns
     -------
@@ -170,7 +173,7 @@ def prepare_pairs(
     out_dir = Path(out_dir)
     layout = FFPPLayout(ffpp_root, splits_dir=splits_dir)
     methods = layout.methods() if methods is None else list(methods)
-    present, missing = layout.check(methods, levels=(hq, lq))
+    present, missing = layout.check(methods, levels=(hq, lq), require_all=not allow_missing)
     cfg = dict(hq=hq, lq=lq, frames_per_video=int(frames_per_video), size=int(size), scale=scale, smooth=smooth)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / "config.json"

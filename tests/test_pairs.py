@@ -211,3 +211,16 @@ def test_crf40_files_are_smaller_than_crf23(tree):
 
 def test_splits_json_roundtrip(tree):
     assert json.loads((tree / "splits" / "test.json").read_text()) == [["004", "005"]]
+
+
+def test_missing_videos_are_an_error_unless_allowed(tree, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tree, partial)
+    (partial / "manipulated_sequences/SelfBlend/masks/videos/002_003.mp4").unlink()
+    with pytest.raises(ffpp.LayoutError, match=r"1 of 12 videos .* SelfBlend/002_003\. 11 are present"):
+        pairs.prepare_pairs(partial, tmp_path / "a", frames_per_video=2, size=32, workers=1, progress=False)
+    index = pairs.prepare_pairs(
+        partial, tmp_path / "b", frames_per_video=2, size=32, workers=1, progress=False, allow_missing=True
+    )
+    assert index.attrs["report"]["missing"] == ["SelfBlend/002_003"]
+    assert "002_003" not in set(index.video)
