@@ -114,13 +114,14 @@ class FFPPLayout:
     root : the dataset root (holding ``original_sequences`` and ``manipulated_sequences``).
     splits_dir : folder with ``train.json``, ``val.json``, ``test.json`` (see :func:`load_splits`).
     download_splits : allow fetching the split files when they are absent.
+    splits : the split lists themselves (as :func:`load_splits` returns), to skip the lookup.
     """
 
-    def __init__(self, root, splits_dir=None, download_splits: bool = True):
+    def __init__(self, root, splits_dir=None, download_splits: bool = True, splits=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise LayoutError(f"{self.root}: dataset root does not exist")
-        self.splits = load_splits(self.root, splits_dir, download=download_splits)
+        self.splits = splits if splits is not None else load_splits(self.root, splits_dir, download=download_splits)
 
     # -- folders ----------------------------------------------------------
     def video_dir(self, method: str, level: str) -> Path:

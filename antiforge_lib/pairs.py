@@ -17,6 +17,7 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,7 @@ def _atomic_png(path: Path, img: Image.Image) -> None:
 def _process_video(args) -> dict:
     """Crop one video's frames; returns its rows and counts (runs in a worker)."""
     layout_root, splits, video, cfg, out_dir = args
-    layout = FFPPLayout.__new__(FFPPLayout)  # no split lookup in workers
-    layout.root, layout.splits = Path(layout_root), splits
+    layout = FFPPLayout(layout_root, splits=splits)
     video = Video(**video)
     vdir = Path(out_dir) / video.method / video.id
     done = vdir / "_done.json"
@@ -196,7 +196,8 @@ def prepare_pairs(
             results.append(_process_video(job))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver: a notebook kernel may hold torch's threads, which fork does not copy safely
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
             for res in pool.map(_process_video, jobs):
                 results.append(res)
                 bar.update()

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -289,7 +290,7 @@ def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int
         for i, (vid, _, source, how) in enumerate(_CLIPS)
     ]
     workers = min(len(jobs), os.cpu_count() or 1)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
         for i, _ in enumerate(pool.map(_build_identity_clip, jobs)):
             if progress:
                 print(f"\rclips {i + 1}/{len(jobs)} (real, {len(METHODS)} fakes, masks)", end="", flush=True)
