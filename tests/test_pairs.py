@@ -1,6 +1,7 @@
 """FFPPLayout, faces and prepare_pairs on a tiny FF++-shaped tree written by the tests."""
 
 import json
+import os
 import shutil
 import urllib.error
 from pathlib import Path
@@ -16,7 +17,10 @@ from antiforge_lib.jpeg import psnr
 from antiforge_lib.samples import face_image
 from antiforge_lib.video import read_video
 
-SHARED_SPLITS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffpp-splits"
+# FF++'s own split files: a copy lies in the shared folder beside the clone (not committed here).
+SHARED_SPLITS = Path(
+    os.environ.get("ANTIFORGE_SHARED_SPLITS", Path(__file__).resolve().parents[2] / "shared" / "data" / "ffpp-splits")
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def _img(path):
 # -- the official splits ---------------------------------------------------------
 def test_official_splits_sizes():
     if not SHARED_SPLITS.is_dir():
-        pytest.fail(f"{SHARED_SPLITS} missing: tests read FF++'s split files from the shared folder")
+        pytest.fail(f"{SHARED_SPLITS} missing: put FF++'s split files there or set ANTIFORGE_SHARED_SPLITS")
     splits = ffpp.load_splits(splits_dir=SHARED_SPLITS, download=False)
     assert {k: len(v) for k, v in splits.items()} == {"train": 360, "val": 70, "test": 70}
     videos = {k: {i for p in v for i in p} for k, v in splits.items()}
