@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from multiprocessing import get_context
@@ -213,6 +214,13 @@ def prepare_pairs(
         "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
         "missing": [f"{v.method}/{v.id}" for v in missing],
     }
+    if report["skipped"]:
+        first = next(iter(report["skipped"].items()))
+        warnings.warn(
+            f"prepare_pairs skipped {len(report['skipped'])} video(s), e.g. {first[0]}: {first[1]} "
+            f"(all are listed in {out_dir / 'report.json'})",
+            stacklevel=2,
+        )
     tmp = out_dir / ".index.csv.part"
     index.to_csv(tmp, index=False)
     os.replace(tmp, out_dir / "index.csv")

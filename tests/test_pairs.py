@@ -167,7 +167,8 @@ def test_corrupt_video_is_reported_and_leaves_nothing(tree, tmp_path):
     shutil.copytree(tree, broken)
     bad = broken / "original_sequences/youtube/c40/videos/002.mp4"
     bad.write_bytes(b"not a video at all")
-    index = pairs.prepare_pairs(broken, tmp_path / "out", frames_per_video=4, size=32, workers=1, progress=False)
+    with pytest.warns(UserWarning, match="skipped 1 video.*002.mp4"):
+        index = pairs.prepare_pairs(broken, tmp_path / "out", frames_per_video=4, size=32, workers=1, progress=False)
     skipped = index.attrs["report"]["skipped"]
     assert "original/002" in skipped and "002.mp4" in skipped["original/002"]
     assert "002" not in set(index.video)
