@@ -4,6 +4,14 @@ It teaches and reproduces *Metric Learning for Anti-Compression Facial Forgery
 Detection* (Cao, Zou, Mao, Wang; ACM MM 2021). One module per idea:
 
 - :mod:`antiforge_lib.jpeg` -- JPEG's DCT quantization (Chapter 1)
+- :mod:`antiforge_lib.video` -- H.264 at FaceForensics++'s levels c0/c23/c40 (Chapter 2)
+- :mod:`antiforge_lib.ffpp` -- the FaceForensics++ layout and splits (Chapter 2)
+- :mod:`antiforge_lib.faces` -- face boxes: detect, square x1.3, smooth, clamp (Chapter 2)
+- :mod:`antiforge_lib.pairs` -- the pixel-aligned HQ/LQ/mask pair cache (Chapter 2)
+- :mod:`antiforge_lib.sample_ffpp` -- the embedded real-face mini FaceForensics++ (Chapter 2)
+- :mod:`antiforge_lib.data` -- the paired dataset and fastai loaders (Chapter 2)
+- :mod:`antiforge_lib.models` -- the two-branch network, its single-branch baseline, the critic (Chapter 3)
+- :mod:`antiforge_lib.losses` -- the metric, pair, attention, transfer and adversarial losses (Chapters 4-6)
 - :mod:`antiforge_lib.samples` -- embedded sample images
 - :mod:`antiforge_lib.exercises` -- self-checks for the chapters' exercises
 """

@@ -55,3 +55,31 @@ def test_chapter2_checks_accept_right_and_reject_wrong_answers():
     assert not exercises.check_binarize_mask(lambda g: g > 0)
     assert exercises.check_frame_indices(pairs.frame_indices)
     assert not exercises.check_frame_indices(lambda n, k: list(range(min(n, k))))
+
+
+def test_chapter3_and_5_checks():
+    import torch.nn.functional as F
+
+    from antiforge_lib import losses
+
+    def right(head, att, tail, x):
+        v = head(x)
+        m = att(v)
+        return tail(v * m), m, v
+
+    assert exercises.check_branch_forward(right)
+    assert not exercises.check_branch_forward(lambda h, a, t, x: (t(h(x)), a(h(x)), h(x)))  # no masking
+    assert not exercises.check_branch_forward(lambda h, a, t, x: t(h(x)))
+    assert exercises.check_attention_loss(lambda m, y: F.binary_cross_entropy(m, y))
+    assert not exercises.check_attention_loss(lambda m, y: F.binary_cross_entropy(m, y, reduction="sum"))
+    assert not exercises.check_attention_loss(lambda m, y: (y * m.log() + (1 - y) * (1 - m).log()).mean())
+    assert exercises.check_attention_transfer(losses.attention_transfer_loss)
+    assert not exercises.check_attention_transfer(lambda a, b: (a - b).flatten(1).norm(dim=1).mean())
+    assert not exercises.check_attention_transfer(
+        lambda a, b: (
+            (a / a.flatten(1).norm(dim=1).view(-1, 1, 1, 1) - b / b.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+            .flatten(1)
+            .norm(dim=1)
+            .mean()
+        )
+    )  # right on random maps, but NaN for zero maps

@@ -1,0 +1,18 @@
+"""Self-checks for the chapters' exercises.
+
+Each ``check_*`` function takes the student's function, runs it on random
+inputs beside the library's reference, prints a verdict a student can act on
+("Correct: ..." or "Not yet: ..." with a hint), and returns ``True`` only when
+the answer is right. It never raises because of the student's code. One module
+per chapter; all checks are importable from here.
+"""
+
+from . import ch01, ch02, ch03, ch04, ch05, ch06
+from .ch01 import *  # noqa: F403
+from .ch02 import *  # noqa: F403
+from .ch03 import *  # noqa: F403
+from .ch04 import *  # noqa: F403
+from .ch05 import *  # noqa: F403
+from .ch06 import *  # noqa: F403
+
+__all__ = [name for m in (ch01, ch02, ch03, ch04, ch05, ch06) for name in m.__all__]

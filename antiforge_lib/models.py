@@ -1,0 +1,524 @@
+"""The networks of Cao et al. 2021 (Sec. 3.2-3.4): a two-branch embedding net and its WGAN-GP critic.
+
+A timm backbone is cut at a named stage into a *head* (image -> mid-level feature map ``V``) and a *tail*
+(``V`` -> ``d``-dimensional embedding ``C``, global average pooled, no classifier). The paper cuts XceptionNet
+between Block 7 and Block 8 of the middle flow (Sec. 4.2), which is ``split="block8"`` here.
+
+:class:`TwoBranchNet` holds two heads with separate weights (``head_hq``, ``head_lq``), one attention layer per
+branch (``attention_hq``, ``attention_lq``) and ONE ``tail`` shared by both branches; per branch (eq. 3/4)::
+
+    V = head(x);  M = attention(V);  V' = V * M;  C = tail(V')
+
+:class:`SingleBranchNet` is one such branch (the paper's single-XceptionNet rows), optionally with a 2-way
+classifier. :class:`Discriminator` is the critic that sees ``concat(V_H, V_L)`` (Sec. 3.3).
+
+Example
+-------
+>>> net = create_model("two_branch", backbone="resnet18", split="layer4")
+>>> out = net(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+>>> out.c_hq.shape, out.m_lq.shape
+(torch.Size([2, 512]), torch.Size([2, 1, 4, 4]))
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import NamedTuple
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "TwoBranchNet",
+    "SingleBranchNet",
+    "Discriminator",
+    "TwoBranchOutput",
+    "BranchOutput",
+    "split_backbone",
+    "param_counts",
+    "splitter",
+    "create_model",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output structures
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _FastaiRebuildable:
+    """Lets a NamedTuple also be built from one iterable of its fields, as fastai rebuilds tuples.
+
+    fastai's ``to_detach``, ``to_device``, ``get_preds`` ... rebuild any tuple as ``type(x)(f(o) for o in x)``;
+    a plain NamedTuple would reject that single argument.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args, **kwargs):
+        if len(args) == 1 and not kwargs and len(cls._fields) > 1:
+            args = tuple(args[0])
+        return super().__new__(cls, *args, **kwargs)
+
+
+class _TwoBranchFields(NamedTuple):
+    c_hq: Tensor
+    c_lq: Tensor
+    m_hq: Tensor | None
+    m_lq: Tensor | None
+    v_hq: Tensor
+    v_lq: Tensor
+
+
+class TwoBranchOutput(_FastaiRebuildable, _TwoBranchFields):
+    """What :meth:`TwoBranchNet.forward` returns (a NamedTuple; fastai passes it whole to the loss).
+
+    Attributes
+    ----------
+    c_hq, c_lq : Tensor, shape (B, d)
+        Embeddings ``C_h``, ``C_l`` of the HQ and LQ images (tail output, before any classifier).
+    m_hq, m_lq : Tensor, shape (B, 1, h, w), values in [0, 1], or None
+        Attention maps ``M_H``, ``M_L`` (1 = manipulated); None when the net has no attention.
+    v_hq, v_lq : Tensor, shape (B, C, h, w)
+        Mid-level features ``V_H``, ``V_L`` (head output, BEFORE masking): the discriminator's input.
+    """
+
+    __slots__ = ()
+
+
+class _BranchFields(NamedTuple):
+    c: Tensor
+    logits: Tensor | None
+    m: Tensor | None
+    v: Tensor
+
+
+class BranchOutput(_FastaiRebuildable, _BranchFields):
+    """What one branch returns: :meth:`SingleBranchNet.forward` and :meth:`TwoBranchNet.forward_lq`.
+
+    Attributes
+    ----------
+    c : Tensor, shape (B, d)
+        Embedding (tail output).
+    logits : Tensor, shape (B, 2), or None
+        Real/fake logits (class 1 = fake) for ``SingleBranchNet(head="ce")``; None otherwise.
+    m : Tensor, shape (B, 1, h, w), values in [0, 1], or None
+        Attention map; None without attention.
+    v : Tensor, shape (B, C, h, w)
+        Mid-level features before masking.
+    """
+
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Backbone construction
+# ---------------------------------------------------------------------------------------------------------------
+
+_PROBE_TIMEOUT_S = 5.0
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _weights_source(backbone: str) -> tuple[str | None, bool]:
+    """Host timm downloads ``backbone``'s pretrained weights from, and whether they are cached already.
+
+    timm prefers the Hugging Face hub when the model has a hub id, else its URL (torch.hub cache).
+    """
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    if cfg is None:
+        return None, False
+    if cfg.hf_hub_id:
+        from huggingface_hub import constants
+
+        return urlparse(constants.ENDPOINT).hostname, False  # the hub's cache needs HF_HUB_OFFLINE=1 offline
+    if cfg.url:
+        url = urlparse(cfg.url)
+        cached = os.path.exists(os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url.path)))
+        return url.hostname, cached
+    return None, False
+
+
+def _host_reachable(host: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """True if a TCP connection to ``host:443`` opens within ``timeout`` seconds."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_message(backbone: str, host: str | None) -> str:
+    where = f" from {host}" if host else ""
+    hint = " If they are in the Hugging Face cache already, set HF_HUB_OFFLINE=1." if host == "huggingface.co" else ""
+    return (
+        f"Could not download the ImageNet weights of {backbone!r}{where}: no network? Offline, pass "
+        f"weights='path/to/{backbone}.pth' (and pretrained=False): a state dict saved where the network works, with "
+        f"torch.save(timm.create_model({backbone!r}, pretrained=True).state_dict(), '{backbone}.pth').{hint}"
+    )
+
+
+def _create_pretrained(backbone: str) -> nn.Module:
+    """timm model with ImageNet weights; fails within seconds, with a clear message, when offline."""
+    host, cached = _weights_source(backbone)
+    # huggingface_hub retries an unreachable host for about a minute, and its timeouts are read at import time,
+    # so probe the host ourselves first. Behind a proxy a direct probe proves nothing, and cached weights or
+    # HF_HUB_OFFLINE need no network: leave those cases to timm.
+    offline_ok = cached or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    probe = host is not None and not offline_ok and not any(os.environ.get(v) for v in _PROXY_VARS)
+    if probe and not _host_reachable(host):
+        raise RuntimeError(_offline_message(backbone, host))
+    download_errors: tuple[type[BaseException], ...] = (OSError,)  # URLError, ConnectionError, hub errors
+    try:
+        import httpx  # huggingface_hub's transport; its errors are not OSErrors
+
+        download_errors += (httpx.HTTPError,)
+    except ImportError:
+        pass
+    try:
+        return timm.create_model(backbone, pretrained=True, num_classes=0)
+    except download_errors as err:
+        raise RuntimeError(_offline_message(backbone, host)) from err
+
+
+def _load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, Tensor], backbone: str) -> None:
+    """Load a timm state dict (file or mapping) into ``model`` (built with ``num_classes=0``)."""
+    if isinstance(weights, Mapping):
+        state = dict(weights)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if not isinstance(state, Mapping):
+            raise ValueError(f"weights file {weights!s} holds a {type(state).__name__}, not a state dict")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # The file may come from a model with its ImageNet classifier; ours has none.
+    classifier = model.pretrained_cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    unexpected = [k for k in unexpected if not any(k.startswith(c + ".") for c in classifier)]
+    if missing or unexpected:
+        raise ValueError(
+            f"weights do not fit timm's {backbone!r}: {len(missing)} missing keys {missing[:5]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:5]}"
+        )
+
+
+def split_backbone(
+    backbone: str = "legacy_xception",
+    split: str = "block8",
+    pretrained: bool = False,
+    weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+) -> tuple[nn.Sequential, nn.Sequential, int, int]:
+    """Cut a timm model into a head and a tail at the named top-level stage ``split``.
+
+    Parameters
+    ----------
+    backbone : str
+        timm model name, e.g. ``"legacy_xception"`` (FaceForensics++'s Xception) or ``"resnet18"``.
+    split : str
+        Name of the FIRST child of the timm model that goes to the tail. Xception: ``"block8"`` (head =
+        conv1 ... block7, the paper's cut); resnet18: ``"layer4"`` (head = conv1 ... layer3).
+    pretrained : bool
+        Download ImageNet weights through timm (needs the network).
+    weights : path or state dict, optional
+        A state dict of the timm model (with or without its classifier) to load instead; the offline route.
+
+    Returns
+    -------
+    head : nn.Sequential
+        Images (B, 3, H, W) -> mid-level features (B, C, h, w).
+    tail : nn.Sequential
+        Features (B, C, h, w) -> embeddings (B, d), ending in global average pooling; no classifier.
+    feature_channels : int
+        ``C``, channels of the head's output (728 for Xception at block8).
+    embed_dim : int
+        ``d``, embedding size (2048 for Xception).
+    """
+    if not timm.is_model(backbone):
+        raise ValueError(f"unknown timm model {backbone!r}")
+    if pretrained and weights is not None:
+        raise ValueError("give pretrained=True (download) or weights= (local file), not both")
+    if pretrained:
+        model = _create_pretrained(backbone)
+    else:
+        model = timm.create_model(backbone, pretrained=False, num_classes=0)
+        if weights is not None:
+            _load_weights(model, weights, backbone)
+
+    children = list(model.named_children())
+    names = [name for name, _ in children]
+    if split not in names or names.index(split) == 0:
+        raise ValueError(f"split={split!r} must name a stage of {backbone!r} other than the first; stages: {names}")
+    cut = names.index(split)
+    head = nn.Sequential(OrderedDict(children[:cut]))
+    # num_classes=0 leaves the classifier as an Identity; dropping it keeps the printed tail honest.
+    tail = nn.Sequential(OrderedDict((n, m) for n, m in children[cut:] if not isinstance(m, nn.Identity)))
+
+    # Running the children in order must equal timm's own forward, or the cut is meaningless (e.g. models
+    # with a functional forward); this also measures C. Eval mode so BatchNorm statistics stay untouched.
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg["input_size"][-2:] if cfg.get("fixed_input_size") else (64, 64)
+    x = torch.randn(1, cfg.get("input_size", (3,))[0], *size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            v = head(x)
+            same = torch.allclose(tail(v), model(x), atol=1e-5)
+    except Exception as err:  # any failure here means the stages do not chain
+        raise ValueError(f"{backbone!r} cannot be split at {split!r}: running its stages in order fails") from err
+    finally:
+        model.train(was_training)
+    if not same or v.ndim != 4:
+        raise ValueError(f"{backbone!r}'s forward is not its stages run in order; it cannot be split at {split!r}")
+    return head, tail, v.shape[1], model.num_features
+
+
+def _attention_layer(channels: int) -> nn.Sequential:
+    """Conv (C -> 1, 3x3, padding 1) + Sigmoid: one map in [0, 1] per image, same h x w as ``V``.
+
+    The paper's "convolution layer follow[ed] by a Sigmoid" (Sec. 3.4). The authors' code uses a depthwise-
+    separable 3x3 conv; a plain 3x3 conv does the same job with 6.5 k parameters (C=728), negligible next to
+    the heads.
+    """
+    return nn.Sequential(nn.Conv2d(channels, 1, kernel_size=3, padding=1), nn.Sigmoid())
+
+
+def _check_images(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a float tensor of shape (B, 3, H, W), got {shape}")
+
+
+class _Branched(nn.Module):
+    """Shared construction and per-branch forward of the two nets."""
+
+    def _build(self, backbone, split, pretrained, weights) -> nn.Sequential:
+        head, self.tail, self.feature_channels, self.embed_dim = split_backbone(backbone, split, pretrained, weights)
+        self.backbone, self.split = backbone, split
+        return head
+
+    def _branch(self, head: nn.Module, attention: nn.Module | None, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        v = head(x)
+        if attention is None:
+            return self.tail(v), None, v
+        m = attention(v)
+        return self.tail(v * m), m, v  # eq. 3/4: V' = V (.) M, M broadcast over channels
+
+
+class TwoBranchNet(_Branched):
+    """Two-branch embedding network of Cao et al. 2021 (Fig. 2): separate heads, one shared tail.
+
+    Parameters
+    ----------
+    backbone : str, default="legacy_xception"
+        timm model name; the paper uses XceptionNet.
+    split : str, default="block8"
+        First stage of the shared tail (see :func:`split_backbone`); the heads get every stage before it.
+    pretrained : bool, default=False
+        Start both heads and the tail from timm's ImageNet weights (downloads; fails fast offline).
+    attention : bool, default=True
+        Insert the attention layers; False gives ``V' = V`` and ``m_*`` = None.
+    weights : path or state dict, optional
+        Local timm state dict to start from instead of ``pretrained`` (offline).
+
+    Attributes
+    ----------
+    head_hq, head_lq : nn.Sequential
+        Backbone stages before ``split``; separate parameters, same initial values (both start from the
+        backbone, as in the paper). Images (B, 3, H, W) -> V (B, C, h, w).
+    attention_hq, attention_lq : nn.Sequential or None
+        3x3 conv C -> 1 then Sigmoid: V -> M (B, 1, h, w) in [0, 1].
+    tail : nn.Sequential
+        Shared by both branches: V' (B, C, h, w) -> C (B, d), ending in global average pooling.
+    feature_channels : int
+        ``C`` (728 for Xception at block8).
+    embed_dim : int
+        ``d`` (2048 for Xception).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "legacy_xception",
+        split: str = "block8",
+        pretrained: bool = False,
+        attention: bool = True,
+        weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+    ):
+        super().__init__()
+        self.head_hq = self._build(backbone, split, pretrained, weights)
+        self.head_lq = copy.deepcopy(self.head_hq)
+        self.attention_hq = _attention_layer(self.feature_channels) if attention else None
+        self.attention_lq = _attention_layer(self.feature_channels) if attention else None
+
+    def forward(self, hq: Tensor, lq: Tensor) -> TwoBranchOutput:
+        """Run a batch of HQ/LQ pairs through both branches.
+
+        Parameters
+        ----------
+        hq, lq : Tensor, shape (B, 3, H, W)
+            Pixel-aligned HQ and LQ crops, normalised as the backbone expects (Xception: mean 0.5, std 0.5,
+            i.e. pixels in [-1, 1]).
+
+        Returns
+        -------
+        TwoBranchOutput
+            ``c_hq``, ``c_lq`` (B, d); ``m_hq``, ``m_lq`` (B, 1, h, w) or None; ``v_hq``, ``v_lq`` (B, C, h, w).
+        """
+        _check_images(hq, "hq")
+        _check_images(lq, "lq")
+        if hq.shape != lq.shape:
+            raise ValueError(f"hq and lq must be pairs of the same shape, got {tuple(hq.shape)} and {tuple(lq.shape)}")
+        c_hq, m_hq, v_hq = self._branch(self.head_hq, self.attention_hq, hq)
+        c_lq, m_lq, v_lq = self._branch(self.head_lq, self.attention_lq, lq)
+        return TwoBranchOutput(c_hq, c_lq, m_hq, m_lq, v_hq, v_lq)
+
+    def forward_lq(self, lq: Tensor) -> BranchOutput:
+        """Test-time path (Sec. 3.1): the LQ branch alone.
+
+        Returns a :class:`BranchOutput` (``c``, ``m``, ``v``; ``logits`` None), the same type as
+        :class:`SingleBranchNet` returns, so one evaluation routine serves both nets.
+        """
+        _check_images(lq, "lq")
+        c, m, v = self._branch(self.head_lq, self.attention_lq, lq)
+        return BranchOutput(c, None, m, v)
+
+
+class SingleBranchNet(_Branched):
+    """One branch (head, optional attention, tail): the paper's single-XceptionNet baselines.
+
+    Parameters
+    ----------
+    backbone, split, pretrained, weights
+        As in :class:`TwoBranchNet`.
+    head : {"metric", "ce"}, default="metric"
+        ``"metric"``: output the embedding only (for the metric loss, eq. 6). ``"ce"``: add a Linear(d, 2)
+        classifier and output logits (for cross-entropy).
+    attention : bool, default=False
+        Insert the attention layer.
+
+    Attributes
+    ----------
+    head : nn.Sequential
+        Images (B, 3, H, W) -> V (B, C, h, w). (The constructor argument ``head`` is kept as ``head_type``.)
+    attention : nn.Sequential or None
+    tail : nn.Sequential
+        V' -> C (B, d).
+    classifier : nn.Linear or None
+        d -> 2 logits (class 1 = fake), only for ``head="ce"``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "legacy_xception",
+        split: str = "block8",
+        head: str = "metric",
+        attention: bool = False,
+        pretrained: bool = False,
+        weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+    ):
+        if head not in ("metric", "ce"):
+            raise ValueError(f"head must be 'metric' or 'ce', got {head!r}")
+        super().__init__()
+        self.head_type = head
+        self.head = self._build(backbone, split, pretrained, weights)
+        self.attention = _attention_layer(self.feature_channels) if attention else None
+        self.classifier = nn.Linear(self.embed_dim, 2) if head == "ce" else None
+
+    def forward(self, x: Tensor) -> BranchOutput:
+        """Images (B, 3, H, W) -> :class:`BranchOutput` (``c`` (B, d), ``logits`` (B, 2) or None, ``m``, ``v``)."""
+        _check_images(x, "x")
+        c, m, v = self._branch(self.head, self.attention, x)
+        return BranchOutput(c, None if self.classifier is None else self.classifier(c), m, v)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Discriminator
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Discriminator(nn.Module):
+    """WGAN-GP critic on concatenated mid-level features (Sec. 3.3, 4.2).
+
+    1x1 conv fusing the two maps, two strided 3x3 convs, global average pooling, Linear -> 1 score.
+    No normalisation layers: batch norm couples the samples of a batch, which breaks the per-sample gradient
+    penalty of WGAN-GP.
+
+    Parameters
+    ----------
+    in_channels : int
+        ``2C``: channels of ``concat(V_H, V_L)`` (1456 for Xception at block8).
+    hidden : int, default=256
+        Channels of the hidden convs.
+
+    Notes
+    -----
+    Input (B, 2C, h, w); output (B,) unbounded critic scores (no sigmoid: it is a Wasserstein critic).
+    """
+
+    def __init__(self, in_channels: int, hidden: int = 256):
+        super().__init__()
+        if in_channels < 1 or hidden < 1:
+            raise ValueError(f"in_channels and hidden must be positive, got {in_channels}, {hidden}")
+        self.in_channels = in_channels
+        self.fuse = nn.Conv2d(in_channels, hidden, kernel_size=1)  # paper: 1x1 first layer fuses V_H and V_L
+        self.body = nn.Sequential(
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(hidden, hidden, kernel_size=3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(hidden, hidden, kernel_size=3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, 2C, h, w) -> critic scores (B,)."""
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected features of shape (B, {self.in_channels}, h, w), got {shape}")
+        return self.score(self.body(self.fuse(x))).squeeze(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers for the book and for fastai
+# ---------------------------------------------------------------------------------------------------------------
+
+_PARTS = ("head_hq", "head_lq", "attention_hq", "attention_lq", "head", "attention", "tail", "classifier")
+
+
+def param_counts(model: nn.Module) -> dict[str, int]:
+    """Number of parameters per named part of a net, plus ``total`` (shared tensors counted once).
+
+    For a :class:`TwoBranchNet`: ``head_hq``, ``head_lq``, ``attention_hq``, ``attention_lq``, ``tail``,
+    ``total``; for a :class:`SingleBranchNet`: ``head``, ``attention``, ``tail``, ``classifier``, ``total``.
+    Absent parts (no attention) count 0.
+    """
+    counts = {}
+    for name in _PARTS:
+        if hasattr(model, name):
+            part = getattr(model, name)
+            counts[name] = 0 if part is None else sum(p.numel() for p in part.parameters())
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+def splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """fastai ``splitter``: [heads + attention layers, tail + classifier], for discriminative learning rates."""
+    front = [p for name, m in model.named_children() if name.startswith(("head", "attention")) for p in m.parameters()]
+    seen = {id(p) for p in front}
+    return [front, [p for p in model.parameters() if id(p) not in seen]]
+
+
+_MODELS = {"two_branch": TwoBranchNet, "single_branch": SingleBranchNet}
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a net by name (timm-style): ``"two_branch"`` or ``"single_branch"``; ``kwargs`` go to the class."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {sorted(_MODELS)}")
+    return _MODELS[name](**kwargs)
