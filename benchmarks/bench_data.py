@@ -13,17 +13,14 @@ Each case warms up before it is timed; only ratios compare across machines.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from provenance import write_results
 
 from antiforge_lib.data import pair_dataloaders
 from antiforge_lib.pairs import prepare_pairs
@@ -95,20 +92,7 @@ def main():
     for r in rows:
         print(f"{r['case']:<66} {r['ours']:9.1f} {r['ref']:9.1f} {r['ratio']:7.2f}")
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        out = {
-            "results": rows,
-            "provenance": {
-                "command": "python benchmarks/bench_data.py --json " + args.json,
-                "commit": commit,
-                "machine": f"{platform.machine()} {os.cpu_count()} cores",
-                "torch": torch.__version__,
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        }
-        tmpf = args.json + ".tmp"
-        Path(tmpf).write_text(json.dumps(out, indent=2))
-        os.replace(tmpf, args.json)
+        write_results(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import statistics
-import subprocess
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 import scipy.fft
 import torch
 from PIL import Image
+from provenance import write_results
 
 from antiforge_lib import jpeg
 from antiforge_lib.samples import face_tensor
@@ -95,25 +91,7 @@ def main():
         print(f"{r['case']:<72} {r['ours_img_s']:11.1f} {r['ref_img_s']:10.1f} {r['ratio']:7.2f}")
     print("ratio = reference time / our time (> 1: ours is faster)")
     if args.json:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        except OSError:
-            commit = ""
-        out = {
-            "results": rows,
-            "provenance": {
-                "command": "python benchmarks/bench_jpeg.py --json " + args.json,
-                "commit": commit,
-                "machine": f"{platform.machine()} {os.cpu_count()} cores",
-                "torch_threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-        }
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f, indent=2)
-        os.replace(tmp, args.json)
+        write_results(args.json, rows)
 
 
 if __name__ == "__main__":
