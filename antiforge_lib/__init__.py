@@ -12,6 +12,9 @@ Detection* (Cao, Zou, Mao, Wang; ACM MM 2021). One module per idea:
 - :mod:`antiforge_lib.data` -- the paired dataset and fastai loaders (Chapter 2)
 - :mod:`antiforge_lib.models` -- the two-branch network, its single-branch baseline, the critic (Chapter 3)
 - :mod:`antiforge_lib.losses` -- the metric, pair, attention, transfer and adversarial losses (Chapters 4-6)
+- :mod:`antiforge_lib.learner` -- ``TrainConfig`` and the fastai learners (Chapter 7)
+- :mod:`antiforge_lib.callbacks` -- adversarial alignment, loss breakdown, checkpoints (Chapter 7)
+- :mod:`antiforge_lib.metrics` -- ACC, AUC, TAR@FAR, PBCA, video AUC, ``evaluate`` (Chapter 8)
 - :mod:`antiforge_lib.samples` -- embedded sample images
 - :mod:`antiforge_lib.exercises` -- self-checks for the chapters' exercises
 """

@@ -1,0 +1,404 @@
+"""fastai callbacks for training the anti-compression detector of Cao et al. 2021 (Sec. 3.3, 4.2).
+
+Each callback adds one behaviour to a plain fastai ``Learner`` (batches ``xb = (hq, lq)``, ``yb = (mask, label)``):
+
+- :class:`AdversarialAlignment` -- owns the WGAN-GP critic ``D`` and its optimizer; trains it on detached
+  mid-level features and adds ``lambda_gan * L_Gan`` (eq. 1/2) to the detector's loss. Training batches only.
+- :class:`LossBreakdown` -- records every term of eq. 1 per batch and per epoch; :func:`plot_loss_breakdown`.
+- :class:`SelectInput` -- feeds one image of the pair (``lq`` or ``hq``) to a single-branch model.
+- :class:`ChannelsLast` -- channels-last memory format for model and batches (CUDA only).
+- :class:`CheckpointEveryEpoch` -- an atomic checkpoint after every epoch, for :func:`resume`.
+
+Checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`) hold model, optimizer, the state of every callback
+that has one (the critic and its optimizer), the last completed epoch and the config; they are written to a temporary
+file and moved into place with ``os.replace``, and read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .losses import adversarial_loss, critic_inputs, critic_loss, gradient_penalty
+from .models import Discriminator
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    from fastai.callback.core import Callback
+    from fastcore.foundation import L
+
+__all__ = [
+    "AdversarialAlignment",
+    "LossBreakdown",
+    "SelectInput",
+    "ChannelsLast",
+    "CheckpointEveryEpoch",
+    "plot_loss_breakdown",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resume",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The adversarial term (eq. 2, WGAN-GP)
+
+
+class AdversarialAlignment(Callback):
+    """Align ``V_H`` and ``V_L`` adversarially (Sec. 3.3): a WGAN-GP critic that the two heads learn to fool.
+
+    The critic ``D`` (:class:`~antiforge_lib.models.Discriminator`) sees ``a = concat(V_H, V_L)`` and
+    ``b = concat(V_L, V_H)``. It is owned by this callback, NOT part of ``learn.model``, so ``learn.opt`` never
+    steps it and validation never runs it. Per training batch:
+
+    1. ``after_pred``: ``n_critic`` Adam steps of the critic on DETACHED ``learn.pred.v_hq/v_lq``
+       (:func:`critic_loss` + :func:`gradient_penalty`), then the heads' term ``adversarial_loss(D(a), D(b))`` on
+       the live features, with the critic's parameters frozen so the gradient reaches only the heads.
+    2. ``after_loss``: ``learn.loss_grad += lambda_gan * adv`` (and ``learn.loss``).
+
+    Parameters
+    ----------
+    in_channels : int
+        ``2C``, channels of ``concat(V_H, V_L)`` (1456 for Xception at block8).
+    n_critic : int, default=1
+        Critic steps per detector step. The paper does not give it; WGAN-GP's usual 5 would make the critic the
+        dominant cost, and with ``lambda_gan = 0.001`` the term is a mild regulariser, so 1 is the default.
+    lr : float, default=1e-4
+        Critic learning rate (Adam, betas (0.5, 0.9) as in WGAN-GP).
+    gp_weight : float, default=10.0
+        Gradient-penalty weight.
+    lambda_gan : float, default=0.001
+        ``lambda_1`` of eq. 1.
+
+    Attributes
+    ----------
+    critic : Discriminator
+    critic_opt : torch.optim.Adam
+    parts : dict of str -> 0-d Tensor
+        Last batch's ``adversarial`` (unweighted), ``critic`` (without penalty) and ``gp`` values, detached.
+    """
+
+    order = 20  # after MixedPrecision (10), which casts learn.pred to float in after_pred and leaves autocast
+
+    def __init__(
+        self, in_channels: int, n_critic: int = 1, lr: float = 1e-4, gp_weight: float = 10.0, lambda_gan: float = 1e-3
+    ):
+        if n_critic < 0:
+            raise ValueError(f"n_critic must be >= 0, got {n_critic}")
+        self.n_critic, self.gp_weight, self.lambda_gan = n_critic, gp_weight, lambda_gan
+        self.critic = Discriminator(in_channels)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9))
+        self.parts: dict[str, Tensor] = {}
+        self._adv: Tensor | None = None
+
+    def before_fit(self):
+        self.critic.to(next(self.learn.model.parameters()).device)  # in-place: the optimizer keeps its params
+
+    def after_pred(self):
+        self._adv = None
+        if not self.training:
+            return
+        v_hq, v_lq = self.learn.pred.v_hq, self.learn.pred.v_lq
+        # The critic and the GP's double backward run in float32, outside any autocast region.
+        with torch.autocast(device_type=v_hq.device.type, enabled=False):
+            a, b = critic_inputs(v_hq.detach().float(), v_lq.detach().float())
+            self.critic.train()
+            zero = a.new_zeros(())
+            loss_d, gp = zero, zero
+            for _ in range(self.n_critic):
+                loss_d = critic_loss(self.critic(a), self.critic(b))
+                gp = gradient_penalty(self.critic, a, b, weight=self.gp_weight)
+                self.critic_opt.zero_grad(set_to_none=True)
+                (loss_d + gp).backward()
+                self.critic_opt.step()
+            self.critic_opt.zero_grad(set_to_none=True)  # frees memory; and no grad can leak in from the heads' term
+            a, b = critic_inputs(v_hq.float(), v_lq.float())
+            self.critic.requires_grad_(False)  # the heads' term must not leave gradients on the critic
+            try:
+                self._adv = adversarial_loss(self.critic(a), self.critic(b))
+            finally:
+                self.critic.requires_grad_(True)
+        self.parts = {"adversarial": self._adv.detach(), "critic": loss_d.detach(), "gp": gp.detach()}
+
+    def after_loss(self):
+        if self._adv is None:
+            return
+        term = self.lambda_gan * self._adv
+        self.learn.loss_grad = self.learn.loss_grad + term
+        self.learn.loss = self.learn.loss + term.detach()
+        self._adv = None  # free the graph reference
+
+    def checkpoint_state(self) -> dict:
+        """Critic and critic-optimizer state, for :func:`save_checkpoint`."""
+        return {"critic": self.critic.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loss breakdown
+
+
+class LossBreakdown(Callback):
+    """Record every term of the loss, per batch and per epoch (train and valid separately).
+
+    Reads ``learn.loss_func.parts`` (dict of 0-d tensors set by the learner's loss functions) and the ``parts`` of
+    :class:`AdversarialAlignment`; ``total`` is ``learn.loss`` (including ``lambda_gan * adversarial``). Values
+    stay on the device until the end of the epoch, so recording costs no synchronisation per batch.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Components always recorded (missing ones are 0).
+    batches : list of dict
+        One row per batch: ``epoch``, ``phase`` ("train"/"valid"), ``bs``, then one float per component.
+    epochs : list of dict
+        One row per epoch and phase: batch-size weighted means of the components.
+    """
+
+    order = 30  # after AdversarialAlignment's after_loss
+    NAMES = (
+        "metric_hq",
+        "metric_lq",
+        "pair",
+        "attention_hq",
+        "attention_lq",
+        "transfer",
+        "adversarial",
+        "critic",
+        "gp",
+        "total",
+    )
+
+    def __init__(self, names: tuple[str, ...] = NAMES):
+        self.names = tuple(names)
+        self.batches: list[dict] = []
+        self.epochs: list[dict] = []
+
+    def before_fit(self):
+        # fastai's validate() also runs before_fit/after_epoch; record only inside fit (before_train marks it).
+        self._pending: list[tuple[str, int, Tensor]] = []
+        self._fresh, self._fitting = True, False
+
+    def before_train(self):
+        if self._fresh:
+            self._fresh, self._fitting = False, True
+            if self.epoch == 0:  # a new run; a resumed one (start_epoch > 0) keeps appending
+                self.batches, self.epochs = [], []
+
+    def after_fit(self):
+        self._fitting = False
+
+    def after_loss(self):
+        if not self._fitting:
+            return
+        parts = dict(getattr(self.learn.loss_func, "parts", {}))
+        if self.training:
+            for cb in self.learn.cbs:
+                if isinstance(cb, AdversarialAlignment):
+                    parts.update(cb.parts)
+        parts["total"] = self.learn.loss.detach()
+        zero = self.learn.loss.new_zeros(())
+        row = torch.stack([parts.get(n, zero).detach().float().reshape(()) for n in self.names])
+        self._pending.append(("train" if self.training else "valid", self.learn.yb[-1].shape[0], row))
+
+    def after_epoch(self):
+        if not (self._fitting and self._pending):
+            return
+        values = torch.stack([r for *_, r in self._pending]).cpu().tolist()  # one sync per epoch
+        sums: dict[str, list] = {}
+        for (phase, bs, _), vals in zip(self._pending, values, strict=True):
+            self.batches.append(
+                {"epoch": self.epoch, "phase": phase, "bs": bs, **dict(zip(self.names, vals, strict=True))}
+            )
+            total = sums.setdefault(phase, [0, [0.0] * len(self.names)])
+            total[0] += bs
+            total[1] = [t + bs * v for t, v in zip(total[1], vals, strict=True)]
+        for phase, (n, s) in sums.items():
+            self.epochs.append(
+                {"epoch": self.epoch, "phase": phase, **{k: v / n for k, v in zip(self.names, s, strict=True)}}
+            )
+        self._pending = []
+
+    def frame(self, per: str = "epoch"):
+        """The records as a pandas DataFrame (``per="epoch"`` or ``"batch"``)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs if per == "epoch" else self.batches)
+
+
+def plot_loss_breakdown(source, per: str = "epoch", components: tuple[str, ...] | None = None):
+    """Plot the loss components recorded by :class:`LossBreakdown` with Plotly.
+
+    Parameters
+    ----------
+    source : Learner or LossBreakdown
+    per : {"epoch", "batch"}
+        Epoch means (train solid, valid dashed) or every training batch.
+    components : tuple of str, optional
+        Which components to draw; default all that are non-zero somewhere.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    import plotly.graph_objects as go
+
+    cb = source if isinstance(source, LossBreakdown) else source.loss_breakdown
+    if per not in ("epoch", "batch"):
+        raise ValueError(f"per must be 'epoch' or 'batch', got {per!r}")
+    rows = cb.epochs if per == "epoch" else [r for r in cb.batches if r["phase"] == "train"]
+    if components is None:
+        components = tuple(n for n in cb.names if any(r[n] != 0 for r in rows))
+    fig = go.Figure()
+    phases = ("train", "valid") if per == "epoch" else ("train",)
+    for phase in phases:
+        sel = [r for r in rows if r["phase"] == phase]
+        x = [r["epoch"] for r in sel] if per == "epoch" else list(range(len(sel)))
+        for name in components:
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[r[name] for r in sel],
+                    mode="lines+markers" if per == "epoch" else "lines",
+                    name=f"{name} ({phase})",
+                    line={"dash": "dash" if phase == "valid" else "solid"},
+                )
+            )
+    fig.update_layout(
+        title="Loss components (unweighted; total is the weighted sum)",
+        xaxis_title="epoch" if per == "epoch" else "training batch",
+        yaxis_title="loss",
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs and GPU efficiency
+
+
+class SelectInput(Callback):
+    """Feed ONE image of each pair to the model: ``xb = (lq,)`` (default) or ``(hq,)``, for single-branch nets."""
+
+    order = -5  # before anything that looks at xb (ChannelsLast, MixedPrecision)
+
+    def __init__(self, use: str = "lq"):
+        if use not in ("hq", "lq"):
+            raise ValueError(f"use must be 'hq' or 'lq', got {use!r}")
+        self.index = 0 if use == "hq" else 1
+
+    def before_batch(self):
+        if len(self.learn.xb) == 2:
+            self.learn.xb = (self.learn.xb[self.index],)
+
+
+class ChannelsLast(Callback):
+    """Channels-last memory format for the model and the image batches; faster convolutions on tensor cores.
+
+    Does nothing unless the model is on CUDA.
+    """
+
+    order = -4
+
+    def before_fit(self):
+        self._on = next(self.learn.model.parameters()).is_cuda
+        if self._on:
+            self.learn.model.to(memory_format=torch.channels_last)
+
+    def before_batch(self):
+        if self._on:
+            self.learn.xb = tuple(
+                x.contiguous(memory_format=torch.channels_last) if isinstance(x, Tensor) and x.ndim == 4 else x
+                for x in self.learn.xb
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _stateful_callbacks(learn) -> dict:
+    # Look at the class, not the instance: fastai callbacks forward unknown attributes to the learner.
+    return {cb.name: cb for cb in learn.cbs if callable(getattr(type(cb), "checkpoint_state", None))}
+
+
+def _plain_opt_state(opt) -> dict:
+    # fastai keeps hypers in a fastcore L, which weights_only=True refuses to unpickle; store plain lists/dicts.
+    sd = opt.state_dict()
+    return {"state": [dict(s) for s in sd["state"]], "hypers": [dict(h) for h in sd["hypers"]]}
+
+
+def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None = None) -> Path:
+    """Write model, optimizer, callback states (critic), ``epoch`` and ``config`` to ``path``, atomically.
+
+    The file is written to ``path + ".tmp"`` and moved over ``path`` with ``os.replace``, so a run killed while
+    saving leaves the previous checkpoint intact. ``config`` defaults to ``learn.config.to_dict()`` if present.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if config is None and hasattr(learn, "train_config"):
+        config = learn.train_config.to_dict()
+    state = {
+        "model": learn.model.state_dict(),
+        "opt": _plain_opt_state(learn.opt) if learn.opt is not None else None,
+        "callbacks": {name: cb.checkpoint_state() for name, cb in _stateful_callbacks(learn).items()},
+        "epoch": -1 if epoch is None else int(epoch),
+        "config": config or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(learn, path, with_opt: bool = True) -> dict:
+    """Load a :func:`save_checkpoint` file into ``learn`` (``weights_only=True``); returns the raw checkpoint.
+
+    Creates ``learn.opt`` first if needed, so the optimizer state has somewhere to go.
+    """
+    device = next(learn.model.parameters()).device
+    state = torch.load(path, map_location=device, weights_only=True)
+    learn.model.load_state_dict(state["model"])
+    if with_opt and state["opt"] is not None:
+        if learn.opt is None:
+            learn.create_opt()
+        learn.opt.load_state_dict({"state": state["opt"]["state"], "hypers": L(state["opt"]["hypers"])})
+    cbs = _stateful_callbacks(learn)
+    for name, cb_state in state["callbacks"].items():
+        if name not in cbs:
+            raise KeyError(f"checkpoint holds state for callback {name!r}, which this learner lacks")
+        cbs[name].load_checkpoint_state(cb_state)
+    return state
+
+
+class CheckpointEveryEpoch(Callback):
+    """Save a checkpoint (:func:`save_checkpoint`) after every completed epoch, for :func:`resume`."""
+
+    order = 55  # after Recorder (50), before the trackers (60) that may cancel the fit
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def after_epoch(self):
+        save_checkpoint(self.learn, self.path, epoch=self.epoch)
+
+
+def resume(learn, path, n_epoch: int, **fit_kwargs):
+    """Continue a killed run from the last completed epoch in ``path``, up to ``n_epoch`` epochs in all.
+
+    Loads the checkpoint, then ``learn.fit(n_epoch, start_epoch=last + 1)`` (fastai skips the done epochs; the
+    learning-rate schedule of plain ``fit`` is constant, so nothing else needs replaying). Without a checkpoint
+    file it simply starts at epoch 0.
+    """
+    start = 0
+    if Path(path).exists():
+        start = load_checkpoint(learn, path)["epoch"] + 1
+    if start < n_epoch:
+        learn.fit(n_epoch, start_epoch=start, **fit_kwargs)
+    return learn

@@ -1,0 +1,241 @@
+"""Tests of antiforge_lib.learner and antiforge_lib.callbacks on tiny synthetic pairs (32 px, resnet18/layer3)."""
+
+import copy
+import warnings
+
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from antiforge_lib.callbacks import (
+    AdversarialAlignment,
+    CheckpointEveryEpoch,
+    LossBreakdown,
+    load_checkpoint,
+    plot_loss_breakdown,
+    resume,
+    save_checkpoint,
+)
+from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
+from antiforge_lib.metrics import FewNegativesWarning
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from fastai.data.core import DataLoaders
+
+pytestmark = pytest.mark.filterwarnings(f"ignore::{FewNegativesWarning.__module__}.FewNegativesWarning")
+
+SIZE = 32
+
+
+def tiny_dls(n=16, bs=8, seed=0):
+    """Balanced random pairs (B, 3, 32, 32) with a square mask on every fake; plain torch loaders."""
+    g = torch.Generator().manual_seed(seed)
+    hq = torch.randn(n, 3, SIZE, SIZE, generator=g)
+    lq = hq + 0.3 * torch.randn(n, 3, SIZE, SIZE, generator=g)
+    label = torch.arange(n) % 2
+    mask = torch.zeros(n, 1, SIZE, SIZE)
+    mask[label == 1, :, 8:24, 8:24] = 1
+    ds = torch.utils.data.TensorDataset(hq, lq, mask, label)
+    train = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(0))
+    return DataLoaders(train, torch.utils.data.DataLoader(ds, batch_size=bs), device="cpu")
+
+
+def demo(**overrides):
+    return TrainConfig.preset("demo", size=SIZE, batch_size=8, **overrides)
+
+
+def quiet(learn):
+    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    return learn
+
+
+def critic_of(learn) -> AdversarialAlignment:
+    return next(cb for cb in learn.cbs if isinstance(cb, AdversarialAlignment))
+
+
+def params(module, prefix=""):
+    return {k: v.detach().clone() for k, v in module.named_parameters() if k.startswith(prefix)}
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    learn = quiet(anticompression_learner(tiny_dls(), demo()))
+    critic_before = params(critic_of(learn).critic)
+    learn.fit(1)
+    return learn, critic_before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TrainConfig
+
+
+def test_config_defaults_are_the_papers():
+    c = TrainConfig()
+    assert (c.backbone, c.split, c.size, c.batch_size, c.lr) == ("legacy_xception", "block8", 299, 32, 1e-4)
+    assert (c.lambda_gan, c.lambda_at, c.lambda_pair) == (0.001, 1.0, 0.1)
+    assert (c.r_minus, c.r_plus) == (0.1, 18.0)
+    assert c.threshold == pytest.approx(9.05)
+    assert c.attention and c.transfer and c.gan and c.metric
+    assert TrainConfig.preset("paper") == c
+
+
+def test_config_overrides_and_demo_preset():
+    d = TrainConfig.preset("demo")
+    assert d.backbone == "resnet18" and d.size <= 64 and d.epochs <= 2 and d.batch_size <= 16
+    assert d.lambda_gan == 0.001  # the preset only shrinks the run, not the method
+    assert TrainConfig(lr=3e-4).lr == 3e-4
+    assert d.replace(epochs=5).epochs == 5 and d.epochs != 5
+    assert d.to_dict()["backbone"] == "resnet18"
+    with pytest.raises(TypeError):
+        d.replace(no_such_field=1)
+    with pytest.raises(ValueError):
+        TrainConfig.preset("huge")
+    with pytest.raises(ValueError):
+        TrainConfig(mixed_precision="fp8")
+
+
+def test_learner_takes_overrides():
+    learn = anticompression_learner(tiny_dls(), demo(), lambda_pair=0.5, gan=False, attention=False)
+    assert learn.train_config.lambda_pair == 0.5 and learn.loss_func.loss.lambda_pair == 0.5
+    assert not any(isinstance(cb, AdversarialAlignment) for cb in learn.cbs)
+    assert learn.model.attention_hq is None
+    assert learn.dls.n_inp == 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Two-branch learner: fit, breakdown, critic
+
+
+def test_fit_records_finite_losses_and_breakdown(fitted):
+    learn, _ = fitted
+    train_loss, valid_loss, *metrics = learn.recorder.values[-1]
+    assert torch.isfinite(torch.tensor([train_loss, valid_loss])).all()
+    bd = learn.loss_breakdown
+    assert set(LossBreakdown.NAMES) <= set(bd.batches[0]) and len(bd.batches) == 4  # 2 train + 2 valid batches
+    assert [(r["epoch"], r["phase"]) for r in bd.epochs] == [(0, "train"), (0, "valid")]
+    train, valid = bd.epochs
+    assert all(torch.isfinite(torch.tensor(train[n])) for n in LossBreakdown.NAMES)
+    for name in ("metric_hq", "metric_lq", "pair", "attention_hq", "attention_lq", "transfer", "gp"):
+        assert train[name] > 0, name
+    assert train["adversarial"] != 0 and valid["adversarial"] == valid["gp"] == 0  # no GAN while validating
+    assert valid["total"] == pytest.approx(valid_loss, rel=1e-5)
+    fig = plot_loss_breakdown(learn)
+    assert isinstance(fig, go.Figure) and len(fig.data) > 0
+    assert isinstance(plot_loss_breakdown(bd, per="batch"), go.Figure)
+
+
+def test_critic_is_outside_model_and_optimizer_and_trains_only_in_training(fitted):
+    learn, critic_before = fitted
+    critic = critic_of(learn).critic
+    critic_ids = {id(p) for p in critic.parameters()}
+    assert not critic_ids & {id(p) for p in learn.model.parameters()}
+    assert not critic_ids & {id(p) for p, *_ in learn.opt.all_params(with_grad=False)}
+    assert not same(critic_before, params(critic))  # the epoch stepped the critic
+    after_fit, records = params(critic), len(learn.loss_breakdown.batches)
+    learn.validate()
+    assert same(after_fit, params(critic))
+    assert len(learn.loss_breakdown.batches) == records  # validate() outside fit adds no records
+
+
+def test_adversarial_term_reaches_the_heads_only():
+    # Every term but L_Gan off: the heads' gradient can only come through the critic's scores.
+    cfg = demo(metric=False, lambda_pair=0.0, lambda_at=0.0, lambda_gan=10.0)
+    learn = quiet(anticompression_learner(tiny_dls(n=8), cfg))
+    heads, tail = params(learn.model, "head_"), params(learn.model, "tail")
+    learn.fit(1)
+    changed = params(learn.model, "head_")
+    assert not same({k: v for k, v in heads.items() if "hq" in k}, {k: v for k, v in changed.items() if "hq" in k})
+    assert not same({k: v for k, v in heads.items() if "lq" in k}, {k: v for k, v in changed.items() if "lq" in k})
+    assert same(tail, params(learn.model, "tail"))  # the critic sees V, before the tail
+    assert all(p.grad is None for p in critic_of(learn).critic.parameters())  # frozen for the heads' term
+
+
+def test_gan_off_contributes_nothing():
+    learn = quiet(anticompression_learner(tiny_dls(n=8), demo(gan=False)))
+    learn.fit(1)
+    assert all(r["adversarial"] == r["critic"] == r["gp"] == 0 for r in learn.loss_breakdown.batches)
+    train = learn.loss_breakdown.epochs[0]
+    weighted = (
+        train["metric_hq"]
+        + train["metric_lq"]
+        + 0.1 * train["pair"]
+        + train["attention_hq"]
+        + train["attention_lq"]
+        + train["transfer"]
+    )
+    assert train["total"] == pytest.approx(weighted, rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _opt_state(learn):
+    return [{k: v.clone() for k, v in s.items() if torch.is_tensor(v)} for s in learn.opt.state_dict()["state"]]
+
+
+def test_checkpoint_round_trip(fitted, tmp_path):
+    learn, _ = fitted
+    adv = critic_of(learn)
+    path = tmp_path / "ckpt.pth"
+    save_checkpoint(learn, path, epoch=0)
+    assert path.exists() and not list(tmp_path.glob("*.tmp"))
+    model, critic = copy.deepcopy(learn.model.state_dict()), copy.deepcopy(adv.critic.state_dict())
+    opt, critic_opt = _opt_state(learn), copy.deepcopy(adv.critic_opt.state_dict()["state"])
+    assert any(opt)
+    with torch.no_grad():  # spoil everything
+        for p in list(learn.model.parameters()) + list(adv.critic.parameters()):
+            p.add_(1.0)
+    for s in learn.opt.state.values():
+        for v in s.values():
+            if torch.is_tensor(v):
+                v.zero_()
+    adv.critic_opt.state.clear()
+    state = load_checkpoint(learn, path)
+    assert state["epoch"] == 0 and state["config"]["backbone"] == "resnet18"
+    assert same(model, learn.model.state_dict()) and same(critic, adv.critic.state_dict())
+    got = _opt_state(learn)
+    assert all(same(a, b) for a, b in zip(opt, got, strict=True)) and len(opt) == len(got)
+    got_critic = adv.critic_opt.state_dict()["state"]
+    assert all(same(critic_opt[k], got_critic[k]) for k in critic_opt)
+    torch.load(path, weights_only=True)  # plain tensors and builtins only
+
+
+def test_resume_continues_from_last_epoch(tmp_path):
+    path = tmp_path / "run.pth"
+    learn = quiet(anticompression_learner(tiny_dls(n=8), demo(), checkpoint=path))
+    learn.fit(1)  # "killed" after epoch 0
+    assert torch.load(path, weights_only=True)["epoch"] == 0
+    fresh = quiet(anticompression_learner(tiny_dls(n=8), demo(), checkpoint=path))
+    resume(fresh, path, n_epoch=2)
+    assert [r["epoch"] for r in fresh.loss_breakdown.epochs] == [1, 1]  # only epoch 1 ran
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert any(isinstance(cb, CheckpointEveryEpoch) for cb in fresh.cbs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Single-branch baselines
+
+
+@pytest.mark.parametrize("head, attention", [("ce", False), ("metric", True)])
+def test_single_branch_learner_fits(head, attention):
+    learn = quiet(single_branch_learner(tiny_dls(n=8), demo(), head=head, attention=attention))
+    learn.fit(1)
+    train_loss, valid_loss, *_ = learn.recorder.values[-1]
+    assert torch.isfinite(torch.tensor([train_loss, valid_loss])).all()
+    assert (head in learn.loss_breakdown.epochs[0]) and (("attention" in learn.loss_breakdown.epochs[0]) == attention)
+    assert learn.model.classifier is not None if head == "ce" else learn.model.classifier is None
+
+
+def test_single_branch_sees_one_chosen_input():
+    seen = []
+    learn = quiet(single_branch_learner(tiny_dls(n=8), demo(), head="ce", train_on="hq"))
+    learn.model.register_forward_pre_hook(lambda m, args: seen.append(args))
+    hq = next(iter(learn.dls.valid))[0]
+    learn.validate()
+    assert len(seen[0]) == 1 and torch.equal(seen[0][0], hq)
