@@ -1,6 +1,7 @@
 """Static checks of the committed chapters (fast; no execution)."""
 
 import ast
+import re
 
 import nbformat
 import pytest
@@ -44,7 +45,9 @@ def test_first_code_cell_installs_the_library_on_colab_only(path):
 def test_chapter_imports_the_library(path):
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "from antiforge_lib import" in code or "import antiforge_lib" in code
+    assert re.search(r"^\s*(from antiforge_lib[ .]|import antiforge_lib)", code, re.M), (
+        f"{path.name} does not import antiforge_lib"
+    )
 
 
 def test_colab_launch_settings():
