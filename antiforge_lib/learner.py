@@ -281,28 +281,44 @@ def anticompression_learner(
     config = _config(config, overrides)
     set_seed(config.seed)
     model = TwoBranchNet(config.backbone, config.split, config.pretrained, config.attention, config.weights)
-    dls.n_inp = 2
-    on_cuda = _on_cuda(dls)
-    metrics = [AUCMetric(), AccuracyAtThreshold(config.threshold), TARatFAR(1e-3)]
-    if config.attention:
-        metrics.append(PBCAMetric())
-    all_cbs = [LossBreakdown()]
+    own = [LossBreakdown()]
     if config.gan and config.lambda_gan > 0:
-        all_cbs.append(
+        own.append(
             AdversarialAlignment(
                 2 * model.feature_channels, config.n_critic, config.critic_lr, config.gp_weight, config.lambda_gan
             )
         )
-    all_cbs += _common_cbs(config, on_cuda, checkpoint, save_best) + list(cbs or [])
+    return _learner(
+        dls,
+        model,
+        TwoBranchLoss(config),
+        config,
+        config.threshold,
+        config.attention,
+        own,
+        cbs,
+        path,
+        checkpoint,
+        save_best,
+    )
+
+
+def _learner(dls, model, loss_func, config, threshold, attention, own_cbs, cbs, path, checkpoint, save_best):
+    """What both learners share: the batch convention, metrics, optimiser and common callbacks."""
+    dls.n_inp = 2  # xb = (hq, lq), yb = (mask, label)
+    on_cuda = _on_cuda(dls)
+    metrics = [AUCMetric(), AccuracyAtThreshold(threshold), TARatFAR(1e-3)]
+    if attention:
+        metrics.append(PBCAMetric())
     learn = Learner(
         dls,
         model,
-        loss_func=TwoBranchLoss(config),
+        loss_func=loss_func,
         opt_func=_opt_func(config),
         lr=config.lr,
         splitter=splitter,
         metrics=metrics,
-        cbs=all_cbs,
+        cbs=own_cbs + _common_cbs(config, on_cuda, checkpoint, save_best) + list(cbs or []),
         path=Path(path) if path is not None else None,
     )
     return _finish(learn, config, on_cuda)
@@ -338,25 +354,9 @@ def single_branch_learner(
     config = _config(config, overrides)
     set_seed(config.seed)
     model = SingleBranchNet(config.backbone, config.split, head, attention, config.pretrained, config.weights)
-    dls.n_inp = 2
-    on_cuda = _on_cuda(dls)
     threshold = CE_THRESHOLD if head == "ce" else config.threshold
-    metrics = [AUCMetric(), AccuracyAtThreshold(threshold), TARatFAR(1e-3)]
-    if attention:
-        metrics.append(PBCAMetric())
     names = ("ce",) if head == "ce" else ("metric",)
     names += ("attention", "total") if attention else ("total",)
-    all_cbs = [SelectInput(train_on), LossBreakdown(names)]
-    all_cbs += _common_cbs(config, on_cuda, checkpoint, save_best) + list(cbs or [])
-    learn = Learner(
-        dls,
-        model,
-        loss_func=SingleBranchLoss(head, config.r_minus, config.r_plus, config.lambda_at),
-        opt_func=_opt_func(config),
-        lr=config.lr,
-        splitter=splitter,
-        metrics=metrics,
-        cbs=all_cbs,
-        path=Path(path) if path is not None else None,
-    )
-    return _finish(learn, config, on_cuda)
+    own = [SelectInput(train_on), LossBreakdown(names)]
+    loss_func = SingleBranchLoss(head, config.r_minus, config.r_plus, config.lambda_at)
+    return _learner(dls, model, loss_func, config, threshold, attention, own, cbs, path, checkpoint, save_best)
