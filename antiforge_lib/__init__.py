@@ -15,6 +15,11 @@ Detection* (Cao, Zou, Mao, Wang; ACM MM 2021). One module per idea:
 - :mod:`antiforge_lib.learner` -- ``TrainConfig`` and the fastai learners (Chapter 7)
 - :mod:`antiforge_lib.callbacks` -- adversarial alignment, loss breakdown, checkpoints (Chapter 7)
 - :mod:`antiforge_lib.metrics` -- ACC, AUC, TAR@FAR, PBCA, video AUC, ``evaluate`` (Chapter 8)
+- :mod:`antiforge_lib.detect` -- score a new image or video with a trained detector (Chapter 8)
+- :mod:`antiforge_lib.ablation` -- the paper's Table 3 as configs, ``run_ablation`` (Chapter 9)
+- :mod:`antiforge_lib.viz` -- distance histograms, t-SNE/UMAP maps, the attention gallery (Figs. 3, 5; Chapter 10)
+- :mod:`antiforge_lib.cli` -- ``python -m antiforge_lib`` / ``antiforge``: prepare, train, evaluate, detect
+- :mod:`antiforge_lib.provenance` -- results files that say what produced them
 - :mod:`antiforge_lib.samples` -- embedded sample images
 - :mod:`antiforge_lib.exercises` -- self-checks for the chapters' exercises
 """

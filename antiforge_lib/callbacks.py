@@ -8,6 +8,9 @@ Each callback adds one behaviour to a plain fastai ``Learner`` (batches ``xb = (
 - :class:`SelectInput` -- feeds one image of the pair (``lq`` or ``hq``) to a single-branch model.
 - :class:`ChannelsLast` -- channels-last memory format for model and batches (CUDA only).
 - :class:`CheckpointEveryEpoch` -- an atomic checkpoint after every epoch, for :func:`resume`.
+- :class:`EarlyStopping`, :class:`SaveBestModel` -- fastai's trackers on the validation loss (the paper's stopping
+  rule), with their state in the checkpoints so that a resumed run stops and keeps the best epoch as an unbroken one
+  would; the best weights are written atomically and reloaded with ``weights_only=True``.
 
 Checkpoints (:func:`save_checkpoint`, :func:`load_checkpoint`) hold model, optimizer, the state of every callback
 that has one (the critic and its optimizer), the last completed epoch and the config; they are written to a temporary
@@ -29,6 +32,8 @@ from .models import Discriminator
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fastai.callback.core import Callback
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+    from fastai.learner import SkipToEpoch
     from fastcore.foundation import L
 
 __all__ = [
@@ -37,10 +42,13 @@ __all__ = [
     "SelectInput",
     "ChannelsLast",
     "CheckpointEveryEpoch",
+    "EarlyStopping",
+    "SaveBestModel",
     "plot_loss_breakdown",
     "save_checkpoint",
     "load_checkpoint",
     "resume",
+    "epoch_skipped",
 ]
 
 
@@ -97,6 +105,9 @@ class AdversarialAlignment(Callback):
 
     def before_fit(self):
         self.critic.to(next(self.learn.model.parameters()).device)  # in-place: the optimizer keeps its params
+        if _world_size() > 1:  # distributed: every rank starts from rank 0's critic
+            for t in self.critic.state_dict().values():
+                torch.distributed.broadcast(t, src=0)
 
     def after_pred(self):
         self._adv = None
@@ -114,6 +125,7 @@ class AdversarialAlignment(Callback):
                 gp = gradient_penalty(self.critic, a, b, weight=self.gp_weight)
                 self.critic_opt.zero_grad(set_to_none=True)
                 (loss_d + gp).backward()
+                _average_grads(self.critic)  # the critic is not inside DDP: keep the ranks' critics identical
                 self.critic_opt.step()
             self.critic_opt.zero_grad(set_to_none=True)  # frees memory; and no grad can leak in from the heads' term
             a, b = critic_inputs(v_hq.float(), v_lq.float())
@@ -143,6 +155,22 @@ class AdversarialAlignment(Callback):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Loss breakdown
+
+
+def _world_size() -> int:
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _average_grads(module: torch.nn.Module) -> None:
+    """All-reduce (mean) the gradients of ``module`` over the ranks of a distributed run; no-op otherwise."""
+    n = _world_size()
+    if n == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(n)
 
 
 class LossBreakdown(Callback):
@@ -323,6 +351,15 @@ class ChannelsLast(Callback):
 # Checkpoints
 
 
+def epoch_skipped(learn) -> bool:
+    """True in the ``after_epoch`` of an epoch that ``fit(start_epoch=...)`` skips (fastai's ``SkipToEpoch``).
+
+    fastai still fires ``after_epoch`` for those epochs, with no losses recorded; callbacks that save or compare
+    per-epoch values must ignore them.
+    """
+    return any(isinstance(cb, SkipToEpoch) and learn.epoch < cb._skip_to for cb in learn.cbs)
+
+
 def _stateful_callbacks(learn) -> dict:
     # Look at the class, not the instance: fastai callbacks forward unknown attributes to the learner.
     return {cb.name: cb for cb in learn.cbs if callable(getattr(type(cb), "checkpoint_state", None))}
@@ -334,7 +371,7 @@ def _plain_opt_state(opt) -> dict:
     return {"state": [dict(s) for s in sd["state"]], "hypers": [dict(h) for h in sd["hypers"]]}
 
 
-def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None = None) -> Path:
+def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None = None, stopped: bool = False) -> Path:
     """Write model, optimizer, callback states (critic), ``epoch`` and ``config`` to ``path``, atomically.
 
     The file is written to ``path + ".tmp"`` and moved over ``path`` with ``os.replace``, so a run killed while
@@ -350,6 +387,7 @@ def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None =
         "callbacks": {name: cb.checkpoint_state() for name, cb in _stateful_callbacks(learn).items()},
         "epoch": -1 if epoch is None else int(epoch),
         "config": config or {},
+        "stopped": bool(stopped),
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -378,27 +416,124 @@ def load_checkpoint(learn, path, with_opt: bool = True) -> dict:
 
 
 class CheckpointEveryEpoch(Callback):
-    """Save a checkpoint (:func:`save_checkpoint`) after every completed epoch, for :func:`resume`."""
+    """Save a checkpoint (:func:`save_checkpoint`) after every completed epoch, for :func:`resume`.
 
-    order = 55  # after Recorder (50), before the trackers (60) that may cancel the fit
+    It runs after the trackers (order 65 > 60-63), so the checkpoint holds their state for the epoch just finished.
+    When :class:`EarlyStopping` ends the fit, the final checkpoint is written from ``after_cancel_fit`` and marked
+    ``stopped``, so :func:`resume` does not train on past the paper's stopping point.
+    """
+
+    order = 65
 
     def __init__(self, path):
         self.path = Path(path)
 
     def after_epoch(self):
-        save_checkpoint(self.learn, self.path, epoch=self.epoch)
+        if not epoch_skipped(self.learn):
+            save_checkpoint(self.learn, self.path, epoch=self.epoch)
+
+    def after_cancel_fit(self):
+        stoppers = [cb for cb in self.learn.cbs if isinstance(cb, EarlyStopping) and cb.stopped]
+        if stoppers:  # the epoch completed; only the early stop skipped our after_epoch
+            save_checkpoint(self.learn, self.path, epoch=self.epoch, stopped=True)
+
+
+class EarlyStopping(EarlyStoppingCallback):
+    """Stop when the validation loss has not fallen for ``patience`` epochs (the paper's rule, Sec. 4.2).
+
+    fastai's ``EarlyStoppingCallback`` whose ``best``, ``wait`` and ``stopped`` are saved in checkpoints: after
+    :func:`resume` it counts on from where the killed run was instead of starting afresh.
+    """
+
+    def __init__(self, monitor: str = "valid_loss", patience: int = 3, min_delta: float = 0.0):
+        super().__init__(monitor=monitor, patience=patience, min_delta=min_delta)
+        self.stopped, self._restored = False, None
+
+    def before_fit(self):
+        super().before_fit()  # resets best and wait
+        if self._restored is not None:
+            self.best, self.wait, self.stopped = self._restored
+            self._restored = None
+        else:
+            self.stopped = False
+
+    def after_epoch(self):
+        if epoch_skipped(self.learn):
+            return
+        # Mark the stop before fastai's CancelFitException unwinds the epoch (see CheckpointEveryEpoch).
+        new_best = self.comp(self.recorder.values[-1][self.idx] - self.min_delta, self.best)
+        self.stopped = not new_best and self.wait + 1 >= self.patience
+        super().after_epoch()
+
+    def checkpoint_state(self) -> dict:
+        return {"best": float(self.best), "wait": int(self.wait), "stopped": bool(self.stopped)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self._restored = (state["best"], state["wait"], state["stopped"])
+
+
+class SaveBestModel(SaveModelCallback):
+    """Keep the weights of the epoch with the lowest validation loss and load them when the fit ends.
+
+    fastai's ``SaveModelCallback`` (file ``learn.path/models/{fname}.pth``), but the file is written atomically
+    (temp file + ``os.replace``), reloaded with ``weights_only=True``, and the best value so far is saved in
+    checkpoints, so a resumed run only replaces the file with a truly better epoch.
+    """
+
+    def __init__(self, monitor: str = "valid_loss", fname: str = "best"):
+        super().__init__(monitor=monitor, fname=fname)
+        self._restored = None
+
+    def before_fit(self):
+        super().before_fit()
+        if self._restored is not None:
+            self.best, self._restored = self._restored, None
+
+    def after_epoch(self):
+        if not epoch_skipped(self.learn):
+            super().after_epoch()
+
+    def _save(self, name):
+        tmp = self.learn.save(name + ".tmp", with_opt=False)
+        final = tmp.with_name(name + ".pth")
+        os.replace(tmp, final)
+        self.last_saved_path = final
+
+    @property
+    def best_path(self) -> Path:
+        return self.learn.path / self.learn.model_dir / f"{self.fname}.pth"
+
+    def load_best(self) -> None:
+        """Load the best epoch's weights (if any epoch has been saved)."""
+        if self.best_path.exists():
+            self.learn.load(self.fname, with_opt=False, weights_only=True)
+
+    def after_fit(self, **kwargs):
+        self.load_best()
+
+    def checkpoint_state(self) -> dict:
+        return {"best": float(self.best)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self._restored = state["best"]
 
 
 def resume(learn, path, n_epoch: int, **fit_kwargs):
     """Continue a killed run from the last completed epoch in ``path``, up to ``n_epoch`` epochs in all.
 
-    Loads the checkpoint, then ``learn.fit(n_epoch, start_epoch=last + 1)`` (fastai skips the done epochs; the
-    learning-rate schedule of plain ``fit`` is constant, so nothing else needs replaying). Without a checkpoint
-    file it simply starts at epoch 0.
+    Loads the checkpoint (model, optimizer, critic, early-stopping and best-model state), then
+    ``learn.fit(n_epoch, start_epoch=last + 1)`` (fastai skips the done epochs; the learning rate of plain ``fit``
+    is constant, so nothing else needs replaying). A run that early stopping had ended is not trained further; its
+    best weights are loaded. Without a checkpoint file it simply starts at epoch 0.
     """
-    start = 0
+    start, stopped = 0, False
     if Path(path).exists():
-        start = load_checkpoint(learn, path)["epoch"] + 1
-    if start < n_epoch:
+        state = load_checkpoint(learn, path)
+        start, stopped = state["epoch"] + 1, state.get("stopped", False)
+    if start < n_epoch and not stopped:
         learn.fit(n_epoch, start_epoch=start, **fit_kwargs)
+    elif stopped:
+        for cb in learn.cbs:
+            if isinstance(cb, SaveBestModel):
+                cb.load_best()
     return learn

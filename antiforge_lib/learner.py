@@ -32,7 +32,9 @@ from .callbacks import (
     AdversarialAlignment,
     ChannelsLast,
     CheckpointEveryEpoch,
+    EarlyStopping,
     LossBreakdown,
+    SaveBestModel,
     SelectInput,
     plot_loss_breakdown,
 )
@@ -42,7 +44,6 @@ from .models import SingleBranchNet, TwoBranchNet, splitter
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.torch_core import set_seed
@@ -215,9 +216,9 @@ def _common_cbs(config: TrainConfig, on_cuda: bool, checkpoint, save_best: bool)
     cbs = []
     if config.patience is not None:
         # The paper's rule: stop when the validation loss stops falling; the best epoch's weights are kept.
-        cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=config.patience))
+        cbs.append(EarlyStopping(monitor="valid_loss", patience=config.patience))
     if save_best:
-        cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
+        cbs.append(SaveBestModel(monitor="valid_loss", fname="best"))
     if checkpoint is not None:
         cbs.append(CheckpointEveryEpoch(checkpoint))
     if on_cuda and config.channels_last:
@@ -264,11 +265,11 @@ def anticompression_learner(
     cbs : list of Callback, optional
         Extra callbacks.
     path : path, optional
-        ``Learner.path`` (where ``SaveModelCallback`` writes ``models/best.pth``).
+        ``Learner.path`` (where :class:`~antiforge_lib.callbacks.SaveBestModel` writes ``models/best.pth``).
     checkpoint : path, optional
         Add :class:`CheckpointEveryEpoch` writing there (use :func:`~antiforge_lib.callbacks.resume`).
     save_best : bool, default=False
-        Add fastai's ``SaveModelCallback(monitor="valid_loss")``: keeps and reloads the best epoch's weights.
+        Add :class:`~antiforge_lib.callbacks.SaveBestModel`: keeps and reloads the best epoch's weights (valid loss).
 
     Returns
     -------

@@ -42,6 +42,7 @@ with warnings.catch_warnings():
     # Importing fastai makes torch warn that torch.jit.script is deprecated; nothing a reader can act on.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fastai.learner import Metric
+    from fastai.torch_core import maybe_gather
 
 __all__ = [
     "METRIC_THRESHOLD",
@@ -457,10 +458,6 @@ def evaluate(
 # fastai metrics (validation only; see the batch convention at the top of this module)
 
 
-def _label_from(learn, index: int) -> torch.Tensor:
-    return torch.as_tensor(learn.yb[index]).detach().reshape(-1).cpu()
-
-
 class _ScoreMetric(Metric):
     """Collects scores (:func:`scores_from_output` of ``learn.pred``) and labels (``learn.yb[label_index]``)."""
 
@@ -472,8 +469,9 @@ class _ScoreMetric(Metric):
         self.scores, self.labels = [], []
 
     def accumulate(self, learn):
-        self.scores.append(scores_from_output(learn.pred).cpu())
-        self.labels.append(_label_from(learn, self.label_index))
+        # maybe_gather: in a distributed run every rank sees the whole validation set's scores
+        self.scores.append(maybe_gather(scores_from_output(learn.pred).detach()).cpu())
+        self.labels.append(maybe_gather(torch.as_tensor(learn.yb[self.label_index]).detach().reshape(-1)).cpu())
 
     def _collected(self):
         return torch.cat(self.scores).numpy(), torch.cat(self.labels).numpy()
@@ -549,7 +547,8 @@ class PBCAMetric(Metric):
                 "PBCAMetric needs the mask among the targets: set dls.n_inp = 2 so that learn.yb = (mask, label)"
             )
         c, t = _pbca_counts(m.detach(), learn.yb[self.mask_index].detach(), self.threshold)
-        self.correct, self.total = self.correct + c, self.total + t
+        c, t = maybe_gather(torch.tensor([c, t], dtype=torch.long, device=m.device)).reshape(-1, 2).sum(0).tolist()
+        self.correct, self.total = self.correct + int(c), self.total + int(t)
 
     @property
     def value(self):

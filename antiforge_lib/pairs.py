@@ -8,7 +8,8 @@ stored as PNG (lossless), masks binarised at > 0.1 of full scale (Sec. 4.2).
 
 The cache is resumable: each video's files are written atomically and a
 ``_done.json`` marker is written last, so a killed run restarted with the same
-arguments redoes only unfinished videos and returns the same index.
+arguments redoes only unfinished videos and returns the same index. A video whose
+source files changed since it was cropped (size or modification time) is cropped again.
 """
 
 from __future__ import annotations
@@ -64,14 +65,17 @@ def _process_video(args) -> dict:
     done = vdir / "_done.json"
     for stale in vdir.glob(".*.part"):  # left by a killed run
         stale.unlink()
-    if done.is_file():
-        return json.loads(done.read_text())
-    vdir.mkdir(parents=True, exist_ok=True)
-
     paths = {"hq": layout.video_path(video, level=cfg["hq"]), "lq": layout.video_path(video, level=cfg["lq"])}
     if video.label:
         paths["mask"] = layout.video_path(video, level="masks")
-    result = {"video": asdict(video), "rows": [], "no_face": 0, "skipped": None}
+    # A video re-encoded since it was cropped (e.g. a rebuilt sample) is cropped again, not served stale.
+    sources = {k: [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for k, p in paths.items()}
+    if done.is_file():
+        cached = json.loads(done.read_text())
+        if cached.get("sources") == sources and cached.get("video") == asdict(video):  # same files, same split
+            return cached
+    vdir.mkdir(parents=True, exist_ok=True)
+    result = {"video": asdict(video), "rows": [], "no_face": 0, "skipped": None, "sources": sources}
     try:
         infos = {k: video_info(p) for k, p in paths.items()}
     except VideoError as e:

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -279,6 +280,31 @@ def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int
     recipe = json.loads(json.dumps(recipe))  # tuples -> lists, as read back
     if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == recipe:
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root.with_name(root.name + ".lock")):  # two notebooks may build at once: one builds, one waits
+        if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == recipe:
+            return root
+        _build(root, recipe, media_dir, frames, seed, progress)
+    return root
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive advisory lock on ``lock_path`` (POSIX ``flock``; no lock where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _build(root: Path, recipe: dict, media_dir, frames: int, seed: int, progress: bool) -> None:
     media = fetch_sample_media(media_dir)
     if root.exists():
         shutil.rmtree(root)  # a stale or half-built tree
@@ -304,7 +330,6 @@ def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int
         json.dumps({"recipe": recipe, "identities": identities, "source": PYFEAT}, indent=1)
     )
     work.replace(root)  # the finished tree appears at once
-    return root
 
 
 def _main(argv=None):

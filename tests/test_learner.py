@@ -10,7 +10,10 @@ import torch
 from antiforge_lib.callbacks import (
     AdversarialAlignment,
     CheckpointEveryEpoch,
+    EarlyStopping,
     LossBreakdown,
+    SaveBestModel,
+    epoch_skipped,
     load_checkpoint,
     plot_loss_breakdown,
     resume,
@@ -21,6 +24,7 @@ from antiforge_lib.metrics import FewNegativesWarning
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from fastai.callback.core import Callback
     from fastai.data.core import DataLoaders
 
 pytestmark = pytest.mark.filterwarnings(f"ignore::{FewNegativesWarning.__module__}.FewNegativesWarning")
@@ -216,6 +220,85 @@ def test_resume_continues_from_last_epoch(tmp_path):
     assert [r["epoch"] for r in fresh.loss_breakdown.epochs] == [1, 1]  # only epoch 1 ran
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert any(isinstance(cb, CheckpointEveryEpoch) for cb in fresh.cbs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Early stopping and best-model saving (validation loss), and their resume
+
+# Scripted validation losses: best at epoch 1, then three worse epochs. With patience 2 the rule stops after epoch 3.
+SCRIPT = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1]
+
+
+class ScriptedValidLoss(Callback):
+    """Overwrite the recorded valid loss with SCRIPT[epoch], between the Recorder (50) and the trackers (60+)."""
+
+    order = 55
+
+    def after_epoch(self):
+        if epoch_skipped(self.learn):
+            return
+        self.recorder.values[-1][list(self.recorder.metric_names[1:]).index("valid_loss")] = SCRIPT[self.epoch]
+
+
+class Snapshots(Callback):
+    order = 70  # after the trackers: not reached in the epoch that early stopping cancels
+
+    def __init__(self):
+        self.weights, self.epochs = {}, []
+
+    def after_epoch(self):
+        if not epoch_skipped(self.learn):
+            self.weights[self.epoch] = copy.deepcopy(self.learn.model.state_dict())
+
+    def before_train(self):  # not reached in skipped epochs
+        self.epochs.append(self.epoch)
+
+
+def tracked(tmp_path, checkpoint=None):
+    snaps = Snapshots()
+    learn = anticompression_learner(
+        tiny_dls(n=8),
+        demo(patience=2),
+        path=tmp_path,
+        checkpoint=checkpoint,
+        save_best=True,
+        cbs=[ScriptedValidLoss(), snaps],
+    )
+    return quiet(learn), snaps
+
+
+def test_early_stopping_and_best_model_on_valid_loss(tmp_path):
+    learn, snaps = tracked(tmp_path)
+    trackers = sorted((cb for cb in learn.cbs if isinstance(cb, (EarlyStopping, SaveBestModel))), key=lambda c: c.order)
+    assert [type(cb) for cb in trackers] == [SaveBestModel, EarlyStopping]  # fastai runs them in this order
+    learn.fit(len(SCRIPT))
+    assert snaps.epochs == [0, 1, 2, 3]  # stopped after two epochs without improvement
+    best = tmp_path / "models" / "best.pth"
+    assert best.exists() and not list(best.parent.glob("*.tmp*"))
+    assert same(snaps.weights[1], learn.model.state_dict())  # the best epoch's weights are back in the model
+    assert same(snaps.weights[1], torch.load(best, weights_only=True))
+
+
+def test_resume_keeps_early_stopping_state(tmp_path):
+    ckpt = tmp_path / "run.pth"
+    first, snaps1 = tracked(tmp_path, ckpt)
+    first.fit(2)  # "killed" after epoch 1, the best so far
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 1 and not state["stopped"]
+    assert state["callbacks"]["early_stopping"] == {"best": 0.5, "wait": 0, "stopped": False}
+    assert state["callbacks"]["save_best_model"] == {"best": 0.5}
+
+    second, snaps2 = tracked(tmp_path, ckpt)
+    resume(second, ckpt, n_epoch=len(SCRIPT))
+    # An unbroken run stops after epoch 3; so must the resumed one (a fresh tracker would run to epoch 4).
+    assert snaps2.epochs == [2, 3]
+    assert same(snaps1.weights[1], second.model.state_dict())  # best epoch (1, first run) kept, not overwritten
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 3 and state["stopped"] and state["callbacks"]["early_stopping"]["wait"] == 2
+
+    third, snaps3 = tracked(tmp_path, ckpt)
+    resume(third, ckpt, n_epoch=len(SCRIPT))  # already stopped: nothing to train, best weights loaded
+    assert snaps3.epochs == [] and same(snaps1.weights[1], third.model.state_dict())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -25,15 +25,6 @@ from antiforge_lib.models import (
 XCEPTION_HEAD = ["conv1", "bn1", "act1", "conv2", "bn2", "act2"] + [f"block{i}" for i in range(1, 8)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two cores shared with other test processes: one thread avoids oversubscription and is faster here.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def xception():
     torch.manual_seed(0)

@@ -229,3 +229,21 @@ def test_missing_videos_are_an_error_unless_allowed(tree, tmp_path):
     )
     assert index.attrs["report"]["missing"] == ["SelfBlend/002_003"]
     assert "002_003" not in set(index.video)
+
+
+def test_changed_source_video_is_cropped_again(tree, tmp_path):
+    kw = dict(frames_per_video=2, size=32, workers=1, progress=False)
+    first = pairs.prepare_pairs(tree, tmp_path / "c", **kw)
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").rglob("_done.json")}
+    layout = ffpp.FFPPLayout(tree, download_splits=False)
+    row = first.iloc[0]
+    src = layout.video_path(row.video, row.method, "c23")
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # as if re-encoded
+    try:
+        again = pairs.prepare_pairs(tree, tmp_path / "c", **kw)
+    finally:
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    redone = [p for p, t in done.items() if p.stat().st_mtime_ns != t]
+    assert [p.parent.name for p in redone] == [row.video]
+    assert again.equals(first)

@@ -1,0 +1,756 @@
+"""The ``antiforge`` command line: prepare pair caches, train, evaluate and run the detector.
+
+::
+
+    antiforge prepare --sample                                  # the embedded mini FF++ and its pair cache
+    antiforge prepare --root /data/FaceForensics++ --out /data/pairs_c23_c40 --frames 270 --size 299
+    antiforge train --pairs /data/pairs_c23_c40 --out runs/paper --preset paper
+    antiforge train --pairs data/pairs/sample_c23_c40_16f_128px --out runs/demo --preset demo --set lr=3e-4
+    antiforge evaluate --checkpoint runs/demo/detector.pth --pairs data/pairs/sample_c23_c40_16f_128px
+    antiforge detect --checkpoint runs/demo/detector.pth face.jpg clip.mp4
+
+(``python -m antiforge_lib ...`` is the same.) Every subcommand prints its resolved configuration first, shows
+progress bars (``--quiet`` turns them off) and writes a results JSON (``--results PATH``; by default inside
+``--out`` for ``train``, else ``antiforge_results/<command>-<timestamp>.json``) with ``command``, ``config``,
+``commit``, ``torch``, ``device``, ``date`` and ``metrics`` (``detections`` for ``detect``).
+
+Bad arguments, missing files and invalid values end with ONE line on stderr, ``antiforge: error: ...``, and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import warnings
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["main", "build_parser", "parse_set", "CLIError"]
+
+PROG = "antiforge"
+
+EPILOG = """\
+Training on the CPU at 299 px: glibc's malloc returning memory to the OS can take 40-50 % of each step
+(see the project's environment notes). Setting, before the command,
+
+    export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=2147483648:glibc.malloc.trim_threshold=17179869184
+
+made batch-32 Xception steps 2-5x steadier there. antiforge never sets it for you.
+
+Errors are reported in one line; set ANTIFORGE_DEBUG=1 to see the traceback of a library error instead.
+
+Run 'antiforge <command> --help' for the options of each command."""
+
+TRAIN_EPILOG = """\
+--set takes any TrainConfig field (antiforge_lib.learner.TrainConfig), typed like its default: booleans as
+true/false, 'none' for None. Precedence: --preset, then --set (in order), then --epochs.
+
+--out DIR holds checkpoint.pth (every epoch), models/best.pth (best validation loss), detector.pth (the best
+weights with the config, for evaluate/detect), history.jsonl (one line per epoch) and the results JSON. Running
+the same command again resumes after the last completed epoch; a larger --epochs trains on. A run that early
+stopping ended is not trained further."""
+
+
+class CLIError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message and exits; we want one line
+        sub = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        raise CLIError(sub + message)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``antiforge`` (subcommands prepare, train, evaluate, detect)."""
+    common = _Parser(add_help=False)
+    common.add_argument("--results", metavar="PATH", help="results JSON (default: see 'antiforge --help')")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    dev = _Parser(add_help=False)
+    dev.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
+    dev.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+
+    p = _Parser(
+        prog=PROG,
+        description="Metric learning for anti-compression facial forgery detection (Cao et al., ACM MM 2021).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sp = sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="build a pair cache (HQ/LQ/mask face crops) from FaceForensics++ or the embedded sample",
+        description="Crop pixel-aligned HQ/LQ/mask face pairs (antiforge_lib.pairs.prepare_pairs).",
+    )
+    src = sp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--sample", action="store_true", help="build the embedded mini FaceForensics++ and use it")
+    src.add_argument("--root", metavar="FFPP_ROOT", help="a FaceForensics++ tree")
+    sp.add_argument("--out", metavar="DIR", help="pair cache folder (default with --sample: data/pairs/sample_...)")
+    sp.add_argument("--hq", default="c23", choices=["c0", "c23", "c40"], help="HQ level (default c23)")
+    sp.add_argument("--lq", default="c40", choices=["c0", "c23", "c40"], help="LQ level (default c40)")
+    sp.add_argument("--frames", type=int, metavar="N", help="frames per video (default 270; 16 with --sample)")
+    sp.add_argument("--size", type=int, metavar="S", help="crop side in px (default 299; 128 with --sample)")
+    sp.add_argument("--methods", nargs="+", metavar="METHOD", help="manipulation folders (default: all present)")
+    sp.add_argument("--splits-dir", metavar="DIR", help="folder with FF++'s train/val/test.json")
+    sp.add_argument("--allow-missing", action="store_true", help="skip videos the splits name but the tree lacks")
+    sp.add_argument("--sample-root", metavar="DIR", help="where --sample builds the dataset (default data/sample_ffpp)")
+    sp.add_argument("--workers", type=int, metavar="N", help="parallel processes (default: all cores)")
+
+    tp = sub.add_parser(
+        "train",
+        parents=[common, dev],
+        help="train a detector on a pair cache (resumable)",
+        description="Train the two-branch detector (or a single-branch baseline) with fastai.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tp.add_argument("--pairs", required=True, metavar="DIR", help="pair cache folder (with index.csv)")
+    tp.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoints, best weights, results")
+    tp.add_argument("--preset", default="paper", choices=["paper", "demo"], help="TrainConfig preset (paper)")
+    tp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
+    tp.add_argument(
+        "--model",
+        default="two-branch",
+        choices=["two-branch", "single-ce", "single-metric"],
+        help="the paper's two-branch net (default) or a single-branch baseline (cross-entropy or metric head)",
+    )
+    tp.add_argument("--attention", action="store_true", help="single-branch: add the attention layer")
+    tp.add_argument("--train-on", default="lq", choices=["lq", "hq"], help="single-branch: which image (lq)")
+    tp.add_argument("--epochs", type=int, metavar="N", help="epochs in all (overrides the preset and --set)")
+    tp.add_argument("--workers", type=int, metavar="N", help="data-loader processes (default min(4, cores))")
+
+    ep = sub.add_parser(
+        "evaluate",
+        parents=[common, dev],
+        help="ACC, AUC, TAR@FAR, PBCA, video AUC of a checkpoint on a split of a pair cache",
+        description="Evaluate a trained detector on the LQ images of a pair cache (antiforge_lib.metrics.evaluate).",
+    )
+    ep.add_argument("--checkpoint", required=True, metavar="PATH", help="detector.pth, checkpoint.pth or a run dir")
+    ep.add_argument("--pairs", required=True, metavar="DIR", help="pair cache folder (with index.csv)")
+    ep.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (test)")
+    ep.add_argument("--threshold", type=float, help="ACC threshold (default: (r- + r+)/2, or 0.5 for CE heads)")
+    ep.add_argument("--batch-size", type=int, metavar="N", help="default: the checkpoint's batch_size")
+    ep.add_argument("--workers", type=int, default=0, metavar="N", help="data-loader processes (0)")
+
+    dp = sub.add_parser(
+        "detect",
+        parents=[common, dev],
+        help="score the faces in images or videos",
+        description="Crop the face as in training and score it with the LQ branch (antiforge_lib.detect.detect).",
+    )
+    dp.add_argument("--checkpoint", required=True, metavar="PATH", help="detector.pth, checkpoint.pth or a run dir")
+    dp.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
+    dp.add_argument("--threshold", type=float, help="decision threshold (default as evaluate)")
+    dp.add_argument("--frames", type=int, metavar="N", help="video frames sampled evenly (16)")
+    dp.add_argument("--size", type=int, metavar="S", help="model input side (default: the checkpoint's size)")
+    dp.add_argument("--scale", type=float, default=1.3, help="face-box enlargement (1.3, as the pair cache)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
+
+def _exc_message(e: BaseException) -> str:
+    if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
+        return _one_line(e.args[0])  # str(KeyError) adds quotes
+    return _one_line(e) or type(e).__name__
+
+
+def _jsonable(x):
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python, recursively."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _print_config(title: str, config: dict) -> None:
+    print(f"{PROG} {title}")
+    width = max((len(k) for k in config), default=0)
+    for k, v in config.items():
+        print(f"  {k:<{width}}  {v}")
+    sys.stdout.flush()
+
+
+def _print_metrics(metrics: dict) -> None:
+    for k, v in metrics.items():
+        print(f"  {k:<10} {v:.4f}" if isinstance(v, float) else f"  {k:<10} {v}")
+
+
+def _device(name: str | None, threads: int | None = None) -> str:
+    """Resolve --device (and apply --threads)."""
+    import torch
+
+    if threads is not None:
+        _positive("--threads", threads)
+        torch.set_num_threads(threads)
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise CLIError(f"--device {name!r}: {_exc_message(e)}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine")
+    return str(dev)
+
+
+def _positive(name: str, value, minimum: int = 1) -> None:
+    if value is not None and value < minimum:
+        raise CLIError(f"{name} must be at least {minimum}, got {value}")
+
+
+def _results_path(args, command: str, folder: Path | None = None) -> Path:
+    if args.results:
+        return Path(args.results)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = folder if folder is not None else Path("antiforge_results")
+    path, k = folder / f"{command}-{stamp}.json", 1
+    while path.exists():
+        k += 1
+        path = folder / f"{command}-{stamp}-{k}.json"
+    return path
+
+
+def _write_results(args, argv: list[str], config: dict, payload: dict, device, folder: Path | None = None) -> Path:
+    from .provenance import provenance, write_json
+
+    prov = provenance(command=_command_line(argv), device=device)
+    record = {"command": prov.pop("command"), "argv": list(argv), "config": config, **prov, **payload}
+    path = write_json(_results_path(args, args.command, folder), _jsonable(record))
+    print(f"results: {path}")
+    return path
+
+
+def _command_line(argv: list[str]) -> str:
+    return shlex.join([PROG, *argv])
+
+
+def _pairs_dir(path: str) -> Path:
+    d = Path(path)
+    if not d.is_dir():
+        raise CLIError(f"--pairs {path}: no such directory")
+    if not (d / "index.csv").is_file():
+        raise CLIError(f"--pairs {path}: no index.csv here; build the cache with 'antiforge prepare' first")
+    return d
+
+
+class _Progress:
+    """A loader iterated under a tqdm bar; other attributes (dataset, sampler) pass through for evaluate()."""
+
+    def __init__(self, dl, desc: str, disable: bool):
+        self.dl, self.desc, self.disable = dl, desc, disable
+
+    def __iter__(self):
+        from tqdm import tqdm
+
+        yield from tqdm(self.dl, desc=self.desc, unit="batch", disable=self.disable, leave=False)
+
+    def __len__(self):
+        return len(self.dl)
+
+    def __getattr__(self, name):
+        return getattr(self.dl, name)
+
+
+def _metrics_row(df) -> dict:
+    return {k: _jsonable(v) for k, v in df.to_dict("records")[0].items()}  # records keep n_real/n_fake ints
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --set
+
+
+def _field_types() -> dict[str, tuple[set[str], object]]:
+    """TrainConfig field -> (allowed type names, default)."""
+    import typing
+    from dataclasses import MISSING, fields
+
+    from .learner import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in fields(TrainConfig):
+        t = hints.get(f.name, type(f.default))
+        names = {getattr(a, "__name__", str(a)) for a in (typing.get_args(t) or (t,))}
+        if f.default is not MISSING and f.default is not None:
+            names.add(type(f.default).__name__)
+        out[f.name] = (names, f.default)
+    return out
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _convert(key: str, raw: str, names: set[str]):
+    low = raw.strip().lower()
+    if low in ("none", "null"):
+        if "NoneType" in names:
+            return None
+        raise CLIError(f"--set {key}={raw}: {key} cannot be None")
+    if "bool" in names:
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise CLIError(f"--set {key}={raw}: expected true or false")
+    if "int" in names:
+        try:
+            return int(raw)
+        except ValueError:
+            raise CLIError(f"--set {key}={raw}: expected an integer") from None
+    if "float" in names:
+        try:
+            return float(raw)
+        except ValueError:
+            raise CLIError(f"--set {key}={raw}: expected a number") from None
+    return raw
+
+
+def parse_set(items: list[str]) -> dict:
+    """``["lr=3e-4", "gan=false", "patience=none"]`` -> typed TrainConfig overrides (later items win)."""
+    types = _field_types()
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise CLIError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in types:
+            raise CLIError(f"--set {key}: unknown TrainConfig field; valid fields: {', '.join(types)}")
+        out[key] = _convert(key, raw, types[key][0])
+    return out
+
+
+def _validate_config(cfg) -> None:
+    import timm
+
+    from .metrics import metric_threshold
+
+    for name in ("size", "batch_size", "epochs"):
+        _positive(name, getattr(cfg, name))
+    _positive("size", cfg.size, 16)
+    _positive("n_critic", cfg.n_critic, 0)
+    _positive("patience", cfg.patience, 1)
+    for name in ("lr", "critic_lr"):
+        if not getattr(cfg, name) > 0:
+            raise CLIError(f"{name} must be positive, got {getattr(cfg, name)}")
+    for name in ("wd", "lambda_gan", "lambda_at", "lambda_pair", "gp_weight"):
+        if not getattr(cfg, name) >= 0:
+            raise CLIError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    metric_threshold(cfg.r_minus, cfg.r_plus)  # ValueError when the radii are not 0 <= r- < r+
+    if not timm.is_model(cfg.backbone):
+        raise CLIError(f"backbone {cfg.backbone!r} is not a timm model name (e.g. legacy_xception, resnet18)")
+    if cfg.weights is not None and not Path(cfg.weights).is_file():
+        raise CLIError(f"weights {cfg.weights}: no such file")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# prepare
+
+
+def _cmd_prepare(args, argv) -> int:
+    from .pairs import prepare_pairs
+    from .sample_ffpp import build_sample_ffpp, default_sample_root
+
+    frames = args.frames if args.frames is not None else (16 if args.sample else 270)
+    size = args.size if args.size is not None else (128 if args.sample else 299)
+    _positive("--frames", frames)
+    _positive("--size", size, 16)
+    _positive("--workers", args.workers)
+    if args.hq == args.lq:
+        raise CLIError(f"--hq and --lq must differ, both are {args.hq}")
+    if args.sample:
+        root = Path(args.sample_root) if args.sample_root else default_sample_root()
+        out = Path(args.out) if args.out else root.parent / "pairs" / f"sample_{args.hq}_{args.lq}_{frames}f_{size}px"
+    else:
+        if args.sample_root:
+            raise CLIError("--sample-root goes with --sample")
+        if not args.out:
+            raise CLIError("--out is required with --root")
+        root, out = Path(args.root), Path(args.out)
+        if not root.is_dir():
+            raise CLIError(f"--root {args.root}: no such directory")
+    config = {
+        "source": "sample" if args.sample else "ffpp",
+        "root": str(root),
+        "out": str(out),
+        "hq": args.hq,
+        "lq": args.lq,
+        "frames_per_video": frames,
+        "size": size,
+        "methods": args.methods,
+        "splits_dir": args.splits_dir,
+        "allow_missing": args.allow_missing,
+        "workers": args.workers,
+    }
+    _print_config("prepare", config)
+    if args.sample:
+        try:
+            root = build_sample_ffpp(root, progress=not args.quiet)
+        except RuntimeError as e:  # the source media could not be fetched (offline)
+            raise CLIError(_one_line(e)) from None
+    index = prepare_pairs(
+        root,
+        out,
+        methods=args.methods,
+        hq=args.hq,
+        lq=args.lq,
+        frames_per_video=frames,
+        size=size,
+        workers=args.workers,
+        splits_dir=args.splits_dir,
+        allow_missing=args.allow_missing,
+        progress=not args.quiet,
+    )
+    report = dict(index.attrs.get("report", {}))
+    counts = index.groupby(["split", "label"]).size()
+    per_split = {
+        s: {"real": int(counts.get((s, 0), 0)), "fake": int(counts.get((s, 1), 0))} for s in ("train", "val", "test")
+    }
+    metrics = {**report, "splits": per_split}
+    print(
+        f"{len(index)} pairs in {out}: "
+        + ", ".join(f"{s} {c['real']} real / {c['fake']} fake" for s, c in per_split.items())
+    )
+    _write_results(args, argv, config, {"metrics": metrics}, device="cpu")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train
+
+
+@lru_cache(maxsize=1)
+def _run_config():
+    """TrainConfig plus what the CLI records in checkpoints: the model kind and the single-branch input.
+
+    Built on first use, so that ``antiforge --help`` does not import fastai.
+    """
+    from dataclasses import dataclass
+
+    from .learner import TrainConfig
+
+    @dataclass
+    class RunConfig(TrainConfig):
+        model: str = "two-branch"
+        train_on: str = "lq"
+
+    return RunConfig
+
+
+def _history_callback():
+    from fastai.callback.core import Callback
+
+    class History(Callback):
+        """Append one JSON line per completed epoch to ``path`` (train/valid loss and the metrics)."""
+
+        order = 52  # after the Recorder (50) has stored the epoch, before the trackers (60+) that may end the fit
+
+        def __init__(self, path: Path, echo: bool):
+            self.path, self.echo, self.epochs_run = Path(path), echo, []
+
+        def after_epoch(self):
+            values = self.recorder.values[-1] if self.recorder.values else []
+            if len(values) < 2:  # an epoch that resume() skipped
+                return
+            row = {"epoch": int(self.epoch)}
+            row.update({n: _jsonable(v) for n, v in zip(self.recorder.metric_names[1:], values, strict=False)})
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.epochs_run.append(int(self.epoch))
+            if self.echo:
+                body = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                print(body, flush=True)
+
+    return History
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed run
+            rows[row["epoch"]] = row  # a redone epoch replaces the earlier record
+    return [rows[e] for e in sorted(rows)]
+
+
+def _keep_history(path: Path, before: int) -> None:
+    rows = [r for r in _read_history(path) if r["epoch"] < before]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def _load_ckpt(path: Path) -> dict:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CLIError(f"{path}: unreadable checkpoint ({_exc_message(e)}); delete it to start over") from None
+
+
+def _threshold_for(config: dict) -> float:
+    from .metrics import CE_THRESHOLD, metric_threshold
+
+    if config.get("model") == "single-ce":
+        return CE_THRESHOLD
+    return metric_threshold(config.get("r_minus", 0.1), config.get("r_plus", 18.0))
+
+
+def _cmd_train(args, argv) -> int:
+    import torch
+
+    overrides = parse_set(args.set)
+    cfg = _run_config().preset(args.preset)
+    try:
+        cfg = cfg.replace(**overrides)
+    except TypeError as e:
+        raise CLIError(_one_line(e)) from None
+    extra = {"model": args.model, "train_on": args.train_on}
+    if args.model == "two-branch":
+        if args.train_on != "lq":
+            raise CLIError("--train-on applies to the single-branch models only")
+    elif args.attention or "attention" not in overrides:
+        extra["attention"] = args.attention  # single-branch rows of Table 3: no attention unless asked
+    if args.epochs is not None:
+        extra["epochs"] = args.epochs
+    cfg = cfg.replace(**extra)
+    _validate_config(cfg)
+    _positive("--workers", args.workers, 0)
+    device = _device(args.device, args.threads)
+    pairs = _pairs_dir(args.pairs)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {args.out}: exists and is not a directory")
+    ckpt_path, history_path = out / "checkpoint.pth", out / "history.jsonl"
+
+    start, saved = 0, None
+    if ckpt_path.is_file():
+        saved = _load_ckpt(ckpt_path)
+        # A checkpoint without the CLI's keys comes from the two-branch learner of the library itself.
+        old, new = {"model": "two-branch", "train_on": "lq", **(saved.get("config") or {})}, cfg.to_dict()
+        diff = [k for k in sorted(set(old) | set(new)) if k != "epochs" and old.get(k) != new.get(k)]
+        if diff:
+            shown = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff[:6])
+            raise CLIError(
+                f"--out {out} holds a run with other settings ({shown}); use another --out, or delete {ckpt_path} "
+                "to start over"
+            )
+        start = int(saved["epoch"]) + 1
+
+    config = cfg.to_dict()
+    _print_config("train", {**config, "pairs": str(pairs), "out": str(out), "device": device})
+    if saved is not None:
+        state = "early stopping had ended it" if saved.get("stopped") else f"{cfg.epochs - start} epoch(s) to go"
+        print(f"resuming {ckpt_path} after epoch {start - 1} ({state})", flush=True)
+
+    from .callbacks import resume
+    from .data import PairedFaces, pair_dataloaders
+    from .learner import anticompression_learner, single_branch_learner
+    from .metrics import FewNegativesWarning, evaluate
+    from .pairs import load_index
+
+    index = load_index(pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        history_path.unlink(missing_ok=True)
+    elif history_path.exists():
+        _keep_history(history_path, start)
+    dls = pair_dataloaders(
+        index, size=cfg.size, bs=cfg.batch_size, num_workers=args.workers, seed=cfg.seed, device=device
+    )
+    history = _history_callback()(history_path, echo=args.quiet)
+    common = dict(cbs=[history], path=out, checkpoint=ckpt_path, save_best=True)
+    if cfg.model == "two-branch":
+        learn = anticompression_learner(dls, cfg, **common)
+    else:
+        head = "ce" if cfg.model == "single-ce" else "metric"
+        learn = single_branch_learner(dls, cfg, head=head, attention=cfg.attention, train_on=cfg.train_on, **common)
+    if args.quiet:
+        from fastai.callback.progress import ProgressCallback
+
+        learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
+        learn.logger = lambda *a, **k: None
+
+    resume(learn, ckpt_path, n_epoch=cfg.epochs)
+
+    # The best epoch's weights (lowest validation loss) go to detector.pth, with the config, for evaluate/detect.
+    best_file = out / learn.model_dir / "best.pth"
+    if best_file.is_file():
+        learn.model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
+    rows = _read_history(history_path)
+    finite = [r for r in rows if isinstance(r.get("valid_loss"), (int, float))]
+    best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else None
+    last = _load_ckpt(ckpt_path) if ckpt_path.is_file() else {"epoch": -1}
+    detector = out / "detector.pth"
+    tmp = detector.with_name(detector.name + ".tmp")
+    state = {k: v.detach().cpu() for k, v in learn.model.state_dict().items()}
+    torch.save({"model": state, "opt": None, "callbacks": {}, "epoch": best_epoch, "config": config}, tmp)
+    os.replace(tmp, detector)
+
+    val = torch.utils.data.DataLoader(
+        PairedFaces(index, "val", size=cfg.size),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=args.workers or 0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewNegativesWarning)  # training has said so already, once per epoch
+        metrics = evaluate(learn.model, _Progress(val, "validation", args.quiet), threshold=_threshold_for(config))
+    metrics = _metrics_row(metrics)
+    print(f"validation (best epoch {best_epoch}):")
+    _print_metrics(metrics)
+    run = {
+        "pairs": str(pairs),
+        "out": str(out),
+        "checkpoint": str(ckpt_path),
+        "detector": str(detector),
+        "start_epoch": start,
+        "epochs_run": history.epochs_run,
+        "last_epoch": int(last["epoch"]),
+        "best_epoch": best_epoch,
+        "stopped_early": bool(last.get("stopped", False)),
+    }
+    payload = {"run": run, "history": rows, "split": "val", "metrics": metrics}
+    _write_results(args, argv, config, payload, device=device, folder=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate
+
+
+def _cmd_evaluate(args, argv) -> int:
+    import torch
+
+    from .data import PairedFaces
+    from .detect import load_detector
+    from .metrics import evaluate
+    from .pairs import load_index
+
+    _positive("--batch-size", args.batch_size)
+    _positive("--workers", args.workers, 0)
+    device = _device(args.device, args.threads)
+    pairs = _pairs_dir(args.pairs)
+    model, ckpt_config = load_detector(args.checkpoint, device=device)
+    size = int(ckpt_config.get("size", 299))
+    bs = args.batch_size or int(ckpt_config.get("batch_size", 32))
+    threshold = args.threshold if args.threshold is not None else _threshold_for(ckpt_config)
+    config = {**ckpt_config, "checkpoint": args.checkpoint, "pairs": str(pairs), "split": args.split}
+    config.update({"threshold": threshold, "eval_batch_size": bs})
+    _print_config("evaluate", {**config, "device": device})
+    index = load_index(pairs)
+    ds = PairedFaces(index, args.split, size=size)
+    dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=args.workers)
+    metrics = _metrics_row(evaluate(model, _Progress(dl, args.split, args.quiet), threshold=threshold))
+    print(f"{args.split} ({len(ds)} pairs):")
+    _print_metrics(metrics)
+    _write_results(args, argv, config, {"split": args.split, "metrics": metrics}, device=device)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# detect
+
+
+def _cmd_detect(args, argv) -> int:
+    from tqdm import tqdm
+
+    from .detect import DEFAULT_FRAMES, detect, load_detector
+
+    _positive("--frames", args.frames)
+    _positive("--size", args.size, 8)
+    if not args.scale > 0:
+        raise CLIError(f"--scale must be positive, got {args.scale}")
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if missing:
+        raise CLIError(f"no such file: {', '.join(missing)}")
+    device = _device(args.device, args.threads)
+    model, ckpt_config = load_detector(args.checkpoint, device=device)
+    size = args.size or int(ckpt_config.get("size", 299))
+    threshold = args.threshold if args.threshold is not None else _threshold_for(ckpt_config)
+    config = {**ckpt_config, "checkpoint": args.checkpoint, "input_size": size, "threshold": threshold}
+    config.update({"frames": args.frames or DEFAULT_FRAMES, "scale": args.scale})
+    _print_config("detect", {**config, "device": device})
+    detections, failed = [], []
+    for path in tqdm(args.inputs, desc="inputs", unit="file", disable=args.quiet or len(args.inputs) < 2):
+        try:
+            res = detect(path, model, size=size, threshold=threshold, frames=args.frames, scale=args.scale)
+        except ValueError as e:  # no face, unreadable file: reported, and the other inputs still run
+            failed.append(path)
+            detections.append({"input": path, "error": _one_line(e)})
+            tqdm.write(f"{path}: error: {_one_line(e)}")
+            continue
+        d = res.to_dict()
+        detections.append(d)
+        where = f", {len(res.frames)} frames" if res.kind == "video" else ""
+        verdict = "FAKE" if res.is_fake else "real"
+        tqdm.write(f"{path}: {verdict} (score {res.score:.4f}, threshold {res.threshold:.4f}{where})")
+    _write_results(args, argv, config, {"detections": detections}, device=device)
+    if failed:
+        first = next(d["error"] for d in detections if "error" in d)
+        raise CLIError(f"{len(failed)} of {len(args.inputs)} input(s) failed; first: {first}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# main
+
+_COMMANDS = {"prepare": _cmd_prepare, "train": _cmd_train, "evaluate": _cmd_evaluate, "detect": _cmd_detect}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``antiforge`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status (0, or 2 on errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:  # --help, or argparse exiting by itself
+            return int(e.code or 0)
+        return _COMMANDS[args.command](args, argv)
+    except CLIError as e:
+        msg = _one_line(e)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted (train resumes from the last completed epoch)", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError) as e:  # the library's messages name the culprit
+        if os.environ.get("ANTIFORGE_DEBUG"):
+            raise
+        msg = _exc_message(e)
+    sys.stdout.flush()
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    return 2

@@ -1,0 +1,95 @@
+"""Provenance for results files: what produced a number (command, commit, torch, device, date).
+
+Every results JSON the library writes (CLI runs, ablations, benchmarks) goes through :func:`write_json`, which
+writes atomically (temp file + ``os.replace``), so a killed run never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+__all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout holding the library (``""`` outside a git checkout).
+
+    A ``+dirty`` suffix marks uncommitted changes, so a result is never attributed to a commit that did not
+    produce it.
+    """
+    cwd = str(cwd or _REPO)
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return ""
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """Human-readable device: the GPU's name on CUDA, else the CPU architecture and core count."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def provenance(command: str | None = None, device: str | torch.device | None = None) -> dict:
+    """``{command, commit, torch, device, python, date}``; ``command`` defaults to this process's argv."""
+    return {
+        "command": command if command is not None else " ".join([Path(sys.executable).name, *sys.argv]),
+        "commit": git_commit(),
+        "torch": torch.__version__,
+        "device": device_name(device),
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (``path.tmp`` then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | os.PathLike):
+    """Read a JSON file; a clear ``ValueError`` naming the file if it is not valid JSON."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it to recompute it") from e
+
+
+def _jsonable(x):
+    """numpy scalars/arrays and paths, which ``json`` cannot write by itself."""
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
