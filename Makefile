@@ -54,8 +54,8 @@ unit: setup
 	$(BIN)/pytest -ra -m "not book"
 
 lint: setup
-	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext
-	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext
+	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
+	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
 
 ## bench: side-by-side throughput ratios (see benchmarks/README.md)
 bench: setup data

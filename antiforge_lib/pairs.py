@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .ffpp import FFPPLayout, Video
+from .provenance import exclusive_lock
 from .video import VideoError, iter_video, video_info
 
 __all__ = ["prepare_pairs", "load_index", "frame_indices", "INDEX_COLUMNS"]
@@ -181,57 +182,58 @@ def prepare_pairs(
     present, missing = layout.check(methods, levels=(hq, lq), require_all=not allow_missing)
     cfg = dict(hq=hq, lq=lq, frames_per_video=int(frames_per_video), size=int(size), scale=scale, smooth=smooth)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path = out_dir / "config.json"
-    if cfg_path.is_file() and json.loads(cfg_path.read_text()) != cfg:
-        raise ValueError(
-            f"{out_dir} holds a pair cache made with other arguments ({cfg_path.read_text().strip()}); "
-            "use another out_dir, or delete this one to rebuild"
-        )
-    _atomic_json(cfg_path, cfg)
-    zero = out_dir / "_zero_mask.png"
-    if not zero.is_file():
-        _atomic_png(zero, Image.new("L", (size, size), 0))
+    with exclusive_lock(out_dir / ".lock"):  # one builder per cache folder; others wait, then reuse it
+        cfg_path = out_dir / "config.json"
+        if cfg_path.is_file() and json.loads(cfg_path.read_text()) != cfg:
+            raise ValueError(
+                f"{out_dir} holds a pair cache made with other arguments ({cfg_path.read_text().strip()}); "
+                "use another out_dir, or delete this one to rebuild"
+            )
+        _atomic_json(cfg_path, cfg)
+        zero = out_dir / "_zero_mask.png"
+        if not zero.is_file():
+            _atomic_png(zero, Image.new("L", (size, size), 0))
 
-    jobs = [(str(layout.root), layout.splits, asdict(v), cfg, str(out_dir)) for v in present]
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
-    results = []
-    if workers == 1:
-        for job in jobs:
-            results.append(_process_video(job))
-            bar.update()
-    else:
-        # forkserver: a notebook kernel may hold torch's threads, which fork does not copy safely
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-            for res in pool.map(_process_video, jobs):
-                results.append(res)
+        jobs = [(str(layout.root), layout.splits, asdict(v), cfg, str(out_dir)) for v in present]
+        workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+        bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
+        results = []
+        if workers == 1:
+            for job in jobs:
+                results.append(_process_video(job))
                 bar.update()
-    bar.close()
+        else:
+            # forkserver: a notebook kernel may hold torch's threads, which fork does not copy safely
+            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+                for res in pool.map(_process_video, jobs):
+                    results.append(res)
+                    bar.update()
+        bar.close()
 
-    rows = [r for res in results for r in res["rows"]]
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    index = index.sort_values(["split", "method", "video", "frame"], kind="stable").reset_index(drop=True)
-    report = {
-        "videos": len(jobs),
-        "pairs": len(index),
-        "no_face_frames": int(sum(r["no_face"] for r in results)),
-        "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
-        "missing": [f"{v.method}/{v.id}" for v in missing],
-    }
-    if report["skipped"]:
-        first = next(iter(report["skipped"].items()))
-        warnings.warn(
-            f"prepare_pairs skipped {len(report['skipped'])} video(s), e.g. {first[0]}: {first[1]} "
-            f"(all are listed in {out_dir / 'report.json'})",
-            stacklevel=2,
-        )
-    tmp = out_dir / ".index.csv.part"
-    index.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "index.csv")
-    _atomic_json(out_dir / "report.json", report)
-    out = _resolve(index, out_dir)
-    out.attrs["report"] = report
-    return out
+        rows = [r for res in results for r in res["rows"]]
+        index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+        index = index.sort_values(["split", "method", "video", "frame"], kind="stable").reset_index(drop=True)
+        report = {
+            "videos": len(jobs),
+            "pairs": len(index),
+            "no_face_frames": int(sum(r["no_face"] for r in results)),
+            "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
+            "missing": [f"{v.method}/{v.id}" for v in missing],
+        }
+        if report["skipped"]:
+            first = next(iter(report["skipped"].items()))
+            warnings.warn(
+                f"prepare_pairs skipped {len(report['skipped'])} video(s), e.g. {first[0]}: {first[1]} "
+                f"(all are listed in {out_dir / 'report.json'})",
+                stacklevel=2,
+            )
+        tmp = out_dir / ".index.csv.part"
+        index.to_csv(tmp, index=False)
+        os.replace(tmp, out_dir / "index.csv")
+        _atomic_json(out_dir / "report.json", report)
+        out = _resolve(index, out_dir)
+        out.attrs["report"] = report
+        return out
 
 
 def load_index(out_dir) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 Every results JSON the library writes (CLI runs, ablations, benchmarks) goes through :func:`write_json`, which
 writes atomically (temp file + ``os.replace``), so a killed run never leaves half a file behind.
+:func:`exclusive_lock` serialises builders of one cache folder (two notebooks preparing the same data at once).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-__all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json"]
+__all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json", "exclusive_lock"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -93,3 +95,22 @@ def _jsonable(x):
     if isinstance(x, os.PathLike):
         return os.fspath(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+@contextmanager
+def exclusive_lock(lock_path: str | os.PathLike):
+    """Hold an exclusive advisory lock on ``lock_path`` while in the block (POSIX ``flock``; none on Windows).
+
+    A second process asking for the same lock waits until the first leaves the block.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

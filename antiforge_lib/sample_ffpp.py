@@ -29,7 +29,6 @@ import sys
 import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .faces import detect_face, smooth_boxes
+from .provenance import exclusive_lock
 from .video import encode_video, iter_video
 
 __all__ = [
@@ -281,27 +281,11 @@ def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int
     if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == recipe:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(root.with_name(root.name + ".lock")):  # two notebooks may build at once: one builds, one waits
+    with exclusive_lock(root.with_name(root.name + ".lock")):  # two notebooks may build at once: one builds, one waits
         if stamp.is_file() and json.loads(stamp.read_text()).get("recipe") == recipe:
             return root
         _build(root, recipe, media_dir, frames, seed, progress)
     return root
-
-
-@contextmanager
-def _exclusive(lock_path: Path):
-    """Hold an exclusive advisory lock on ``lock_path`` (POSIX ``flock``; no lock where unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _build(root: Path, recipe: dict, media_dir, frames: int, seed: int, progress: bool) -> None:

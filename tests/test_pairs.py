@@ -247,3 +247,18 @@ def test_changed_source_video_is_cropped_again(tree, tmp_path):
     redone = [p for p, t in done.items() if p.stat().st_mtime_ns != t]
     assert [p.parent.name for p in redone] == [row.video]
     assert again.equals(first)
+
+
+def _prepare_in_child(args):
+    tree, out = args
+    return pairs.prepare_pairs(tree, out, frames_per_video=2, size=32, workers=1, progress=False)[["video", "frame"]]
+
+
+def test_two_processes_preparing_one_cache_at_once(tree, tmp_path):
+    # Two notebooks may prepare the same cache at the same time: one builds, the other waits and reuses it.
+    import multiprocessing
+
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        a, b = pool.map(_prepare_in_child, [(tree, tmp_path / "c")] * 2)
+    assert a.equals(b) and len(a) > 0
+    assert not list((tmp_path / "c").rglob("*.part"))
