@@ -9,7 +9,7 @@ MEDIA := data/_media/WolfgangLanger_Pexels.mp4
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data book test unit lint bench chromium clean
+.PHONY: setup data book test unit lint bench bench-book chromium clean
 
 ## setup: create .venv and install the library with its book and dev extras (pinned)
 setup: $(STAMP) $(VENDOR_JS) $(MEDIA)
@@ -57,10 +57,13 @@ lint: setup
 	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
 	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
 
-## bench: side-by-side throughput ratios (see benchmarks/README.md)
+## bench: side-by-side ratios (train step, critic, data, JPEG, memory); one table + benchmarks/results/bench.json
 bench: setup data
-	$(BIN)/python benchmarks/bench_jpeg.py
-	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/run_all.py
+
+## bench-book: time the execution of every book chapter (slow: about a book build) -> benchmarks/results/book.json
+bench-book: setup data
+	$(BIN)/python benchmarks/bench_book.py --json benchmarks/results/book.json
 
 clean:
 	rm -rf _build .pytest_cache data/pairs

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 __all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json", "exclusive_lock"]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -46,16 +44,20 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         return ""
 
 
-def device_name(device: str | torch.device | None = None) -> str:
+def device_name(device=None) -> str:
     """Human-readable device: the GPU's name on CUDA, else the CPU architecture and core count."""
+    import torch  # lazily: prepare_pairs' worker processes import this module and need no torch
+
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.machine()} {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def provenance(command: str | None = None, device: str | torch.device | None = None) -> dict:
+def provenance(command: str | None = None, device=None) -> dict:
     """``{command, commit, torch, device, python, date}``; ``command`` defaults to this process's argv."""
+    import torch
+
     return {
         "command": command if command is not None else " ".join([Path(sys.executable).name, *sys.argv]),
         "commit": git_commit(),
