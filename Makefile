@@ -54,8 +54,8 @@ unit: setup
 	$(BIN)/pytest -ra -m "not book"
 
 lint: setup
-	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
-	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext book/assignments/*.py
+	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext book/assignments/test_assignment*.py
+	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext book/assignments/test_assignment*.py
 
 ## bench: side-by-side ratios (train step, critic, data, JPEG, memory); one table + benchmarks/results/bench.json
 bench: setup data
