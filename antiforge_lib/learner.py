@@ -80,7 +80,10 @@ class TrainConfig:
     regulariser at lambda_1 = 0.001, and WGAN-GP's usual 5 would dominate the cost), ``critic_lr`` (Adam, betas
     (0.5, 0.9)), ``gp_weight`` (10, WGAN-GP's default).
 
-    Hardware: ``mixed_precision`` ("bf16", "fp16" or None) and ``channels_last`` apply on CUDA only; ``seed``.
+    Hardware: ``mixed_precision`` ("bf16", "fp16" or None) and ``channels_last`` apply on CUDA only;
+    ``compile`` runs ``torch.compile`` on the model in place (``nn.Module.compile``: the state-dict keys stay the
+    same); off by default, because the first steps then take minutes, which pays off only in long GPU runs;
+    ``seed``.
     """
 
     backbone: str = "legacy_xception"
@@ -107,6 +110,7 @@ class TrainConfig:
     gp_weight: float = 10.0
     mixed_precision: str | None = "bf16"
     channels_last: bool = True
+    compile: bool = False
     seed: int = 0
 
     PRESETS = {
@@ -228,6 +232,8 @@ def _common_cbs(config: TrainConfig, on_cuda: bool, checkpoint, save_best: bool)
 
 def _finish(learn: Learner, config: TrainConfig, on_cuda: bool) -> Learner:
     learn.train_config = config
+    if config.compile:
+        learn.model.compile()
     if on_cuda and config.mixed_precision == "bf16":
         learn.to_bf16()
     elif on_cuda and config.mixed_precision == "fp16":

@@ -27,6 +27,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from .data import INDEX_COLUMNS, _resolve, load_index
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .ffpp import FFPPLayout, Video
 from .provenance import exclusive_lock
@@ -34,7 +35,6 @@ from .video import VideoError, iter_video, video_info
 
 __all__ = ["prepare_pairs", "load_index", "frame_indices", "INDEX_COLUMNS"]
 
-INDEX_COLUMNS = ["split", "method", "video", "frame", "label", "hq", "lq", "mask", "x0", "y0", "x1", "y1"]
 MASK_THRESHOLD = 0.1  # the paper binarises grey/255 at 0.1
 
 
@@ -128,13 +128,6 @@ def _process_video(args) -> dict:
         return result
     _atomic_json(done, result)
     return result
-
-
-def _resolve(df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    df = df.copy()
-    for key in ("hq", "lq", "mask"):
-        df[key] = [str(out_dir / p) for p in df[key]]
-    return df
 
 
 def prepare_pairs(
@@ -234,19 +227,3 @@ def prepare_pairs(
         out = _resolve(index, out_dir)
         out.attrs["report"] = report
         return out
-
-
-def load_index(out_dir) -> pd.DataFrame:
-    """Read a finished pair cache's ``index.csv`` (paths made absolute)."""
-    out_dir = Path(out_dir)
-    path = out_dir / "index.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no pair index here; run prepare_pairs(..., out_dir={str(out_dir)!r}) first")
-    df = pd.read_csv(path, dtype={"video": str})
-    lacking = [c for c in INDEX_COLUMNS if c not in df.columns]
-    if lacking:
-        raise ValueError(f"{path}: columns {lacking} are missing; rebuild the cache")
-    out = _resolve(df, out_dir)
-    report = out_dir / "report.json"
-    out.attrs["report"] = json.loads(report.read_text()) if report.is_file() else {}
-    return out

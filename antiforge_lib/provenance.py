@@ -25,13 +25,16 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
     """``git rev-parse HEAD`` of the checkout holding the library (``""`` outside a git checkout).
 
     A ``+dirty`` suffix marks uncommitted changes, so a result is never attributed to a commit that did not
-    produce it.
+    produce it. A copy of the tree without ``.git`` (say, shipped to a rented GPU box) reports
+    ``$ANTIFORGE_COMMIT + " (from $ANTIFORGE_COMMIT)"`` when that variable is set, else ``""``.
     """
     cwd = str(cwd or _REPO)
+    declared = os.environ.get("ANTIFORGE_COMMIT")
+    fallback = f"{declared} (from $ANTIFORGE_COMMIT)" if declared else ""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
-            return ""
+            return fallback
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=cwd,
@@ -41,7 +44,7 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
         )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return ""
+        return fallback
 
 
 def device_name(device=None) -> str:

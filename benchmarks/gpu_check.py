@@ -39,19 +39,23 @@ def _one(args) -> dict:
     warnings.filterwarnings("ignore")
     from fastai.callback.core import Callback, CancelFitException, CancelValidException
 
-    from antiforge_lib.data import pair_dataloaders
+    from antiforge_lib.data import load_index, pair_dataloaders
     from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
-    from antiforge_lib.pairs import prepare_pairs
-    from antiforge_lib.sample_ffpp import build_sample_ffpp, default_sample_root
 
     cuda = torch.cuda.is_available()
-    index = prepare_pairs(
-        build_sample_ffpp(progress=False),
-        default_sample_root().parent / "pairs" / "sample_c23_c40_16f_128px",
-        frames_per_video=16,
-        size=128,
-        progress=False,
-    )
+    if args.index:  # a finished cache: no PyAV or dlib needed (e.g. shipped to a GPU box)
+        index = load_index(args.index)
+    else:
+        from antiforge_lib.pairs import prepare_pairs
+        from antiforge_lib.sample_ffpp import build_sample_ffpp, default_sample_root
+
+        index = prepare_pairs(
+            build_sample_ffpp(progress=False),
+            default_sample_root().parent / "pairs" / "sample_c23_c40_16f_128px",
+            frames_per_video=16,
+            size=128,
+            progress=False,
+        )
     cfg = TrainConfig.preset("paper", size=args.size, batch_size=args.batch, backbone=args.backbone, patience=None)
     dls = pair_dataloaders(index, size=cfg.size, bs=cfg.batch_size, num_workers=args.workers)
 
@@ -106,6 +110,7 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=3, help="untimed batches first")
     ap.add_argument("--backbone", default="legacy_xception")
     ap.add_argument("--workers", type=int, default=None, help="loader processes (default: the loaders' own)")
+    ap.add_argument("--index", help="a finished pair cache to train on (default: build the embedded sample's)")
     ap.add_argument("--json", default=None, help="write the results here (with provenance)")
     ap.add_argument("--only", choices=["two", "single"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -111,6 +111,15 @@ def test_learner_takes_overrides():
     assert learn.dls.n_inp == 2
 
 
+def test_compile_switch_compiles_in_place_and_keeps_state_dict_keys():
+    plain = anticompression_learner(tiny_dls(), demo())
+    compiled = anticompression_learner(tiny_dls(), demo(), compile=True)
+    assert plain.model._compiled_call_impl is None  # off by default: compiling costs minutes
+    assert compiled.model._compiled_call_impl is not None
+    assert isinstance(compiled.model, type(plain.model))  # nn.Module.compile, not a wrapper
+    assert list(compiled.model.state_dict()) == list(plain.model.state_dict())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Two-branch learner: fit, breakdown, critic
 

@@ -1,0 +1,288 @@
+"""GPU part of the benchmark suite (issue 7): precision, channels_last, torch.compile, memory and achieved TFLOP/s.
+
+Run on a CUDA machine (the paper's config: legacy_xception cut at block8, 299 px, batch 32):
+
+    python benchmarks/gpu_bench.py --json data/results/gpu_bench.json
+
+Every variant is a real fastai training step from ``anticompression_learner`` / ``single_branch_learner`` (Adam,
+metric loss + attention, the critic callback with n_critic = 1 unless said otherwise) over synthetic batches that
+already sit on the GPU, so the loader is out of the picture (``gpu_check.py`` times the same config with the real
+loader). Each variant runs in its own process (its own peak memory, its own compile cache): ``--warmup`` steps
+untimed, then ``--steps`` steps timed between two ``cuda.synchronize()`` calls.
+
+Variants: two-branch bf16 + channels_last (the default config), the same without the critic, single-branch
+bf16 + channels_last, two-branch fp32 (no autocast, NCHW; cuDNN's default TF32 convolutions stay on, as a user
+gets them) and two-branch bf16 + channels_last + ``torch.compile`` (``TrainConfig(compile=True)``).
+
+FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` counts one forward + backward of model and loss (convolutions
+and matrix products; the critic's few MFLOPs are left out). Achieved TFLOP/s = FLOPs per step / step time; the
+fraction is against this card's measured bf16 matrix-product rate (an 8192^3 product, median of 10) and, where
+the card is known, its datasheet dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+
+VARIANTS = {
+    # name: (model, TrainConfig overrides)
+    "two bf16+CL": ("two", dict(mixed_precision="bf16", channels_last=True)),
+    "two bf16+CL, no critic": ("two", dict(mixed_precision="bf16", channels_last=True, gan=False)),
+    "single bf16+CL": ("single", dict(mixed_precision="bf16", channels_last=True)),
+    "two fp32": ("two", dict(mixed_precision=None, channels_last=False)),
+    "two bf16+CL+compile": ("two", dict(mixed_precision="bf16", channels_last=True, compile=True)),
+}
+DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H200": 989.4, "A100": 312.0}  # dense
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def gpu_dls(size: int, bs: int, n_batches: int, distinct: int = 4, device: str = "cuda"):
+    """``n_batches`` batches ``(hq, lq, mask, label)`` cycling over ``distinct`` random ones held on ``device``."""
+    from fastai.data.core import DataLoaders
+
+    g = torch.Generator(device=device).manual_seed(0)
+    batches = []
+    for _ in range(distinct):
+        hq = torch.rand(bs, 3, size, size, device=device, generator=g) * 2 - 1
+        lq = (hq + 0.1 * torch.randn(bs, 3, size, size, device=device, generator=g)).clamp(-1, 1)
+        label = torch.arange(bs, device=device) % 2
+        mask = torch.zeros(bs, 1, size, size, device=device)
+        q = size // 4
+        mask[label == 1, :, q : size - q, q : size - q] = 1
+        batches.append((hq, lq, mask, label))
+
+    class Cycle(torch.utils.data.Dataset):
+        def __len__(self):
+            return n_batches
+
+        def __getitem__(self, i):
+            return batches[i % distinct]
+
+    train = torch.utils.data.DataLoader(Cycle(), batch_size=None)  # items are whole batches
+    valid = torch.utils.data.DataLoader(Cycle(), batch_size=None)  # never run: validation is cancelled
+    dls = DataLoaders(train, valid, device=device)
+    dls._device = torch.device(device)
+    return dls, batches[0]
+
+
+def count_flops(learn, batch) -> int:
+    """FLOPs of one forward + backward of ``learn.model`` and ``learn.loss_func`` on ``batch``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    hq, lq, mask, label = batch
+    model = learn.model
+    two = type(model).__name__ == "TwoBranchNet"
+    with FlopCounterMode(display=False) as counter:
+        pred = model(hq, lq) if two else model(lq)
+        learn.loss_func(pred, mask, label).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = "cuda") -> dict:
+    warnings.filterwarnings("ignore")
+    from fastai.callback.core import Callback, CancelFitException, CancelValidException
+
+    from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
+
+    kind, overrides = VARIANTS[name]
+    cfg = TrainConfig.preset("paper", size=size, batch_size=bs, patience=None, **overrides)
+    dls, first = gpu_dls(size, bs, warmup + steps + 1, device=device)
+
+    class Timer(Callback):
+        order = 99
+
+        def __init__(self):
+            self.n, self.t0, self.t1, self.first_step_s = 0, None, None, None
+
+        def before_fit(self):
+            _sync(device)
+            self.start = time.perf_counter()
+
+        def before_validate(self):
+            raise CancelValidException
+
+        def after_batch(self):
+            if not self.training:
+                return
+            self.n += 1
+            if self.n in (1, warmup, warmup + steps):
+                _sync(device)
+                now = time.perf_counter()
+                if self.n == 1:
+                    self.first_step_s = now - self.start  # includes compiling, when on
+                if self.n == warmup:
+                    self.t0 = now
+                    if device == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                if self.n == warmup + steps:
+                    self.t1 = now
+                    raise CancelFitException
+
+    timer = Timer()
+    if kind == "two":
+        learn = anticompression_learner(dls, cfg, cbs=[timer])
+    else:
+        learn = single_branch_learner(dls, cfg, head="metric", attention=True, cbs=[timer])
+    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    with learn.no_logging():
+        learn.fit(1)
+    step_s = (timer.t1 - timer.t0) / steps
+    out = {
+        "variant": name,
+        "model": kind,
+        "config": {k: getattr(cfg, k) for k in ("backbone", "split", "size", "batch_size", "gan", "n_critic")}
+        | overrides,
+        "step_s": step_s,
+        "images_per_s": bs * (2 if kind == "two" else 1) / step_s,
+        "pairs_per_s": bs / step_s if kind == "two" else None,
+        "first_step_s": timer.first_step_s,
+    }
+    if device == "cuda":
+        out |= {
+            "peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20,
+            "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
+        }
+    else:  # smoke runs only: the process's peak RSS
+        with open("/proc/self/status") as f:
+            hwm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+        out["peak_allocated_mib"] = hwm / 1024
+    if not cfg.compile:
+        flops = count_flops(learn, first)
+        out |= {"flops_per_step": flops, "achieved_tflops": flops / step_s / 1e12}
+    return out
+
+
+def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
+    """Median bf16 rate of an n x n x n matrix product on random data (after 3 warm-ups)."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=299)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compiling happens here)")
+    ap.add_argument("--only", action="append", choices=list(VARIANTS), help="run only these variants")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is given up")
+    ap.add_argument("--json", help="write the results (with provenance) here")
+    ap.add_argument("--device", default="cuda", help="cuda; 'cpu' only to smoke-test the script at a tiny size")
+    ap.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("gpu_bench.py needs a CUDA GPU; on the CPU use benchmarks/run_all.py (make bench)")
+    if args.child:
+        res = child(args.child, args.size, args.batch, args.warmup, args.steps, args.device)
+        print("RESULT " + json.dumps(res), flush=True)
+        return
+
+    from antiforge_lib.provenance import device_name, provenance, write_json
+
+    rows, failed = [], {}
+    for name in args.only or VARIANTS:
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--size", str(args.size)]
+        cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        cmd += ["--device", args.device]
+        t = time.perf_counter()
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            failed[name] = f"gave up after {args.timeout:.0f} s"
+            print(f"{name}: {failed[name]}", flush=True)
+            continue
+        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+        if res.returncode != 0 or not lines:
+            failed[name] = res.stderr[-3000:]
+            print(f"{name}: FAILED\n{failed[name]}", flush=True)
+            continue
+        rows.append(json.loads(lines[-1][len("RESULT ") :]))
+        print(f"{name}: {rows[-1]['step_s'] * 1e3:.1f} ms/step ({time.perf_counter() - t:.0f} s)", flush=True)
+
+    cuda = args.device == "cuda"
+    ceiling = matmul_tflops() if cuda else float("nan")
+    card = torch.cuda.get_device_name() if cuda else "cpu"
+    datasheet = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in card), None)
+    by = {r["variant"]: r for r in rows}
+    flops = {r["model"]: r["flops_per_step"] for r in rows if "flops_per_step" in r}
+    for r in rows:
+        if "achieved_tflops" not in r and r["model"] in flops:
+            r["flops_per_step"] = flops[r["model"]]
+            r["achieved_tflops"] = flops[r["model"]] / r["step_s"] / 1e12
+        if "achieved_tflops" in r:
+            r["fraction_of_measured_matmul"] = r["achieved_tflops"] / ceiling
+            r["fraction_of_datasheet_bf16"] = r["achieved_tflops"] / datasheet if datasheet else None
+
+    def ratio(a, b, key="step_s"):
+        return by[a][key] / by[b][key] if a in by and b in by else None
+
+    ratios = {
+        "two-branch step / single-branch step (bf16+CL)": ratio("two bf16+CL", "single bf16+CL"),
+        "speedup bf16+CL over fp32 (two-branch)": ratio("two fp32", "two bf16+CL"),
+        "speedup torch.compile (two-branch bf16+CL)": ratio("two bf16+CL", "two bf16+CL+compile"),
+        "critic on / off step (two-branch bf16+CL)": ratio("two bf16+CL", "two bf16+CL, no critic"),
+        "peak memory two / single (bf16+CL)": ratio("two bf16+CL", "single bf16+CL", "peak_allocated_mib"),
+    }
+
+    print(
+        f"\ndevice: {device_name(args.device)}; {args.size} px, batch {args.batch}, {args.steps} timed steps after "
+        f"{args.warmup} warm-up; measured bf16 matmul {ceiling:.0f} TFLOP/s, datasheet {datasheet} TFLOP/s"
+    )
+    print(
+        f"{'variant':<24} {'ms/step':>8} {'pairs/s':>8} {'img/s':>8} {'peak MiB':>9} {'TFLOP/s':>8} "
+        f"{'% matmul':>8} {'1st step s':>10}"
+    )
+    for r in rows:
+        tf = r.get("achieved_tflops")
+        pairs = f"{r['pairs_per_s']:8.0f}" if r["pairs_per_s"] else f"{'-':>8}"
+        print(
+            f"{r['variant']:<24} {r['step_s'] * 1e3:8.1f} {pairs} {r['images_per_s']:8.0f} "
+            f"{r['peak_allocated_mib']:9.0f} {tf if tf is not None else float('nan'):8.1f} "
+            f"{100 * r.get('fraction_of_measured_matmul', float('nan')):8.1f} {r['first_step_s']:10.1f}"
+        )
+    for k, v in ratios.items():
+        print(f"  {k}: {'-' if v is None else f'{v:.2f}'}")
+    for name, why in failed.items():
+        print(f"  {name}: not measured ({why.strip().splitlines()[-1] if why.strip() else 'no output'})")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "results": rows,
+                "ratios": ratios,
+                "failed": failed,
+                "matmul_bf16_tflops_measured": ceiling,
+                "datasheet_bf16_tflops": datasheet,
+                "args": vars(args),
+                "provenance": provenance(device=args.device),
+            },
+        )
+
+
+if __name__ == "__main__":
+    main()
