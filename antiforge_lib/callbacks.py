@@ -32,8 +32,10 @@ from .models import Discriminator
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     from fastai.callback.core import Callback
+    from fastai.callback.fp16 import MixedPrecision as _FastaiMixedPrecision
     from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
     from fastai.learner import SkipToEpoch
+    from fastai.torch_core import apply
     from fastcore.foundation import L
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "LossBreakdown",
     "SelectInput",
     "ChannelsLast",
+    "MixedPrecision",
     "CheckpointEveryEpoch",
     "EarlyStopping",
     "SaveBestModel",
@@ -345,6 +348,22 @@ class ChannelsLast(Callback):
                 x.contiguous(memory_format=torch.channels_last) if isinstance(x, Tensor) and x.ndim == 4 else x
                 for x in self.learn.xb
             )
+
+
+def _to_float(x):
+    return x.float() if isinstance(x, Tensor) and x.is_floating_point() else x
+
+
+class MixedPrecision(_FastaiMixedPrecision):
+    """fastai's automatic mixed precision (``amp_mode`` "bf16" or "fp16"), letting ``None`` outputs through.
+
+    fastai's ``after_pred`` casts every element of the prediction to float32 with ``torch.is_floating_point``,
+    which raises on ``None``; our outputs hold ``None`` where a part is switched off (no attention map, no CE
+    logits), so the single-branch model and the no-attention ablations crashed in bf16 on a GPU.
+    """
+
+    def after_pred(self):
+        self.learn.pred = apply(_to_float, self.pred)
 
 
 # ---------------------------------------------------------------------------------------------------------------

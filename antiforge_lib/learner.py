@@ -34,6 +34,7 @@ from .callbacks import (
     CheckpointEveryEpoch,
     EarlyStopping,
     LossBreakdown,
+    MixedPrecision,
     SaveBestModel,
     SelectInput,
     plot_loss_breakdown,
@@ -234,10 +235,8 @@ def _finish(learn: Learner, config: TrainConfig, on_cuda: bool) -> Learner:
     learn.train_config = config
     if config.compile:
         learn.model.compile()
-    if on_cuda and config.mixed_precision == "bf16":
-        learn.to_bf16()
-    elif on_cuda and config.mixed_precision == "fp16":
-        learn.to_fp16()
+    if on_cuda and config.mixed_precision is not None:
+        learn.add_cb(MixedPrecision(amp_mode=config.mixed_precision))
     return learn
 
 

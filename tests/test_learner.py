@@ -3,6 +3,7 @@
 import copy
 import warnings
 
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -331,3 +332,28 @@ def test_single_branch_sees_one_chosen_input():
     hq = next(iter(learn.dls.valid))[0]
     learn.validate()
     assert len(seen[0]) == 1 and torch.equal(seen[0][0], hq)
+
+
+@pytest.mark.parametrize("make", ["single", "two_without_attention"])
+def test_mixed_precision_lets_none_outputs_through(make):
+    # fastai's own AMP callback casts every prediction field with torch.is_floating_point and raises on None;
+    # this crashed single-branch bf16 training on a GPU. On the CPU the autocast is off, the cast still runs.
+    from fastai.callback.fp16 import MixedPrecision as FastaiMixedPrecision
+
+    from antiforge_lib.callbacks import MixedPrecision
+
+    def learner(cb):
+        if make == "single":
+            learn = single_branch_learner(tiny_dls(), demo(), head="metric", attention=False)
+        else:
+            learn = anticompression_learner(tiny_dls(), demo(), attention=False)
+        learn.add_cb(cb)
+        return quiet(learn)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available, disabling autocast"
+        with pytest.raises(TypeError, match="NoneType"):
+            learner(FastaiMixedPrecision(amp_mode="bf16")).fit(1)
+        learn = learner(MixedPrecision(amp_mode="bf16"))
+        learn.fit(1)
+    assert np.isfinite(learn.recorder.values[-1][0])
