@@ -124,7 +124,7 @@ class AdversarialAlignment(Callback):
             zero = a.new_zeros(())
             loss_d, gp = zero, zero
             for _ in range(self.n_critic):
-                loss_d = critic_loss(self.critic(a), self.critic(b))
+                loss_d = critic_loss(*self._scores(a, b))
                 gp = gradient_penalty(self.critic, a, b, weight=self.gp_weight)
                 self.critic_opt.zero_grad(set_to_none=True)
                 (loss_d + gp).backward()
@@ -134,10 +134,15 @@ class AdversarialAlignment(Callback):
             a, b = critic_inputs(v_hq.float(), v_lq.float())
             self.critic.requires_grad_(False)  # the heads' term must not leave gradients on the critic
             try:
-                self._adv = adversarial_loss(self.critic(a), self.critic(b))
+                self._adv = adversarial_loss(*self._scores(a, b))
             finally:
                 self.critic.requires_grad_(True)
         self.parts = {"adversarial": self._adv.detach(), "critic": loss_d.detach(), "gp": gp.detach()}
+
+    def _scores(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        # One critic call on both orders: fewer, larger kernels. Exact, since the critic has no batch-coupled
+        # layers (no batch norm: see Discriminator).
+        return self.critic(torch.cat([a, b])).chunk(2)
 
     def after_loss(self):
         if self._adv is None:

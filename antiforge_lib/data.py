@@ -14,10 +14,8 @@ labels are int64, 1 = fake, 0 = real.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,32 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-# The cache's columns, written by prepare_pairs; reading a cache needs neither PyAV nor dlib.
-INDEX_COLUMNS = ["split", "method", "video", "frame", "label", "hq", "lq", "mask", "x0", "y0", "x1", "y1"]
-
-
-def _resolve(df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    df = df.copy()
-    for key in ("hq", "lq", "mask"):
-        df[key] = [str(out_dir / p) for p in df[key]]
-    return df
-
-
-def load_index(out_dir) -> pd.DataFrame:
-    """Read a finished pair cache's ``index.csv`` (paths made absolute)."""
-    out_dir = Path(out_dir)
-    path = out_dir / "index.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no pair index here; run prepare_pairs(..., out_dir={str(out_dir)!r}) first")
-    df = pd.read_csv(path, dtype={"video": str})
-    lacking = [c for c in INDEX_COLUMNS if c not in df.columns]
-    if lacking:
-        raise ValueError(f"{path}: columns {lacking} are missing; rebuild the cache")
-    out = _resolve(df, out_dir)
-    report = out_dir / "report.json"
-    out.attrs["report"] = json.loads(report.read_text()) if report.is_file() else {}
-    return out
-
+from .pair_index import INDEX_COLUMNS, load_index  # noqa: F401 (re-exported: read a cache, then load it)
 
 __all__ = ["XCEPTION_MEAN", "XCEPTION_STD", "REQUIRED_COLUMNS", "PairedFaces", "pair_dataloaders", "denormalize"]
 

@@ -27,9 +27,9 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .data import INDEX_COLUMNS, _resolve, load_index
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .ffpp import FFPPLayout, Video
+from .pair_index import INDEX_COLUMNS, _resolve, load_index
 from .provenance import exclusive_lock
 from .video import VideoError, iter_video, video_info
 
@@ -188,6 +188,7 @@ def prepare_pairs(
             _atomic_png(zero, Image.new("L", (size, size), 0))
 
         jobs = [(str(layout.root), layout.splits, asdict(v), cfg, str(out_dir)) for v in present]
+        jobs.sort(key=lambda job: job[2]["method"] == "original")  # fakes (3 streams) first: no slow job left last
         workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
         bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
         results = []

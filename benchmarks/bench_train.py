@@ -10,7 +10,8 @@ and skips validation. The learners take turns, a few steps each, the order rotat
 
 1. two-branch step (``gan=False``) / single-branch step (``head="metric", attention=True``); goal <= 2.15.
    The two-branch net runs two heads and the shared tail twice (once per branch), so the floor is about 2.0.
-2. two-branch step with ``AdversarialAlignment`` (``n_critic=1``) / without; goal <= 1.10.
+2. two-branch step with ``AdversarialAlignment`` (``n_critic=1``) / without; goal <= 1.10. Also, before/after:
+   the critic scoring orders a and b in one call (current) vs one call each (as before).
 3. Prototypes (reported, no goal): the shared tail run ONCE on ``cat(V'_H, V'_L)``, with BatchNorm statistics
    over the joint batch (changes training) or per branch (exactly the current computation).
 4. Memory: peak RSS (VmHWM) of a fresh process doing two default training steps (critic on), batch 8, at 128 px
@@ -130,6 +131,9 @@ def build_learners(size: int, bs: int, steps: int, prototypes: bool) -> dict:
         "single": lambda: single_branch_learner(dls, cfg, head="metric", attention=True),
         "two": lambda: anticompression_learner(dls, cfg, gan=False),
         "two+critic": lambda: anticompression_learner(dls, cfg, gan=True, n_critic=1),
+        "two+critic separate calls": lambda: _separate_critic_calls(
+            anticompression_learner(dls, cfg, gan=True, n_critic=1)
+        ),
     }
     if prototypes:
         makers["two tail-once joint-BN"] = lambda: _with_model(anticompression_learner(dls, cfg, gan=False), False)
@@ -139,6 +143,13 @@ def build_learners(size: int, bs: int, steps: int, prototypes: bool) -> dict:
         learn = make()
         out[name] = (learn, quiet_timed(learn))
     return out
+
+
+def _separate_critic_calls(learn):
+    """The critic as it was before the change: one call per order (a, then b) instead of one on both."""
+    cb = learn.adversarial_alignment
+    cb._scores = lambda a, b: (cb.critic(a), cb.critic(b))
+    return learn
 
 
 def _with_model(learn, per_branch_bn: bool):
@@ -309,6 +320,18 @@ def bench_steps(args) -> list[dict]:
             lambda a, b: a / b,
             GOAL_CRITIC,
         ),
+        row(
+            "train/critic_one_call_vs_two",
+            "two-branch step with the critic scoring both orders in one call (current) / one call per order "
+            f"(before); {what}",
+            "one call s/step",
+            s["two+critic"],
+            "two calls s/step",
+            s["two+critic separate calls"],
+            "s",
+            lambda a, b: a / b,
+            None,  # before/after of the change, no goal of its own
+        ),
     ]
     if prototypes:
         check = check_tail_once()
@@ -334,7 +357,7 @@ def bench_steps(args) -> list[dict]:
                 )
             )
     if args.breakdown or rows[0]["met"] is False:
-        rows[0]["breakdown_s"] = {name: breakdown(learners[name][0]) for name in learners if name != "two+critic"}
+        rows[0]["breakdown_s"] = {name: breakdown(learners[name][0]) for name in learners if "critic" not in name}
     return rows
 
 

@@ -5,11 +5,14 @@ Every figure the scripts report is a ratio of two cases measured in the same pro
 - each case runs once untimed first (warm-up);
 - then the cases take turns, one repetition each, the order rotated every round (A B, B A, ...), so that
   load from other processes and slow drift (thermal, page cache) hit every case alike;
-- each case's figure is the median over its repetitions.
+- each case's figure is the median over its repetitions;
+- the ratio is paired: the ratio of the two cases' medians within each round, then the median over rounds (on a
+  small shared machine a step's time drifts by 10-20 % between rounds; within a round both sides see the same).
 
 A result row is a dict: ``id``, ``case`` (what exactly is measured), ``a_label``/``a`` and ``b_label``/``b``
-(the two medians, in ``unit``), ``ratio`` (as the case defines it), ``goal`` (e.g. ``"<= 2.15"`` or None),
-``met`` (bool or None), ``reps`` and the raw samples ``a_samples``/``b_samples``.
+(the two medians, in ``unit``), ``ratio`` (as the case defines it, paired as above), ``round_ratios`` (one per
+round), ``ratio_of_medians``, ``goal`` (e.g. ``"<= 2.15"`` or None), ``met`` (bool or None), ``reps`` and the raw
+samples ``a_samples``/``b_samples``.
 """
 
 from __future__ import annotations
@@ -31,22 +34,32 @@ with warnings.catch_warnings():
 _OPS = {"<=": operator.le, ">=": operator.ge}
 
 
+class RoundSamples(list):
+    """A case's pooled samples; ``.rounds`` keeps them grouped by round, for paired per-round ratios."""
+
+    def __init__(self):
+        super().__init__()
+        self.rounds: list[list[float]] = []
+
+
 def interleaved(cases: dict[str, Callable[[], float | list[float]]], reps: int, warmup: int = 1) -> dict[str, list]:
     """Warm each case up, then run ``reps`` rounds; each round runs every case once, in a rotated order.
 
     A case returns one sample (float) or several (list, e.g. per-step times of one ``fit``); all samples of a
-    case are pooled. Returns ``{name: samples}``.
+    case are pooled. Returns ``{name: samples}``; each ``samples.rounds`` holds them round by round.
     """
     names = list(cases)
     for name in names:
         for _ in range(warmup):
             cases[name]()
-    samples: dict[str, list] = {n: [] for n in names}
+    samples: dict[str, RoundSamples] = {n: RoundSamples() for n in names}
     for r in range(reps):
         k = r % len(names)
         for name in names[k:] + names[:k]:
             out = cases[name]()
-            samples[name].extend(out if isinstance(out, list) else [out])
+            out = out if isinstance(out, list) else [out]
+            samples[name].extend(out)
+            samples[name].rounds.append(list(out))
     return samples
 
 
@@ -76,7 +89,13 @@ def row(
     """A result row from raw samples: medians of A and B, ``ratio(a, b)`` and whether ``goal`` is met."""
     a = statistics.median(a_samples)
     b = statistics.median(b_samples) if b_samples else None
-    value = ratio(a, b) if ratio is not None else None
+    value = of_medians = ratio(a, b) if ratio is not None else None
+    per_round = None
+    ra, rb = getattr(a_samples, "rounds", None), getattr(b_samples, "rounds", None)
+    if ratio is not None and ra and rb and len(ra) == len(rb):
+        # Paired: both sides of a round ran back to back, so drift between rounds cancels in their ratio.
+        per_round = [ratio(statistics.median(x), statistics.median(y)) for x, y in zip(ra, rb, strict=True)]
+        value = statistics.median(per_round)
     return {
         "id": id,
         "case": case,
@@ -86,6 +105,8 @@ def row(
         "b": b,
         "unit": unit,
         "ratio": value,
+        "ratio_of_medians": of_medians,
+        "round_ratios": per_round,
         "goal": goal,
         "met": meets(value, goal),
         "reps": len(a_samples),
@@ -113,14 +134,16 @@ def print_table(rows: list[dict], title: str | None = None) -> None:
     """One line per row (id, A, B, ratio, goal, met), then the case descriptions."""
     if title:
         print(f"\n== {title}")
-    head = f"{'id':<30} {'A':>16} {'B':>16} {'ratio':>7} {'goal':>8}  met"
+    head = f"{'id':<30} {'A':>16} {'B':>16} {'ratio':>7} {'rounds min-max':>15} {'goal':>8}  met"
     print(head)
     print("-" * len(head))
     for r in rows:
         met = {True: "yes", False: "NO", None: "-"}[r.get("met")]
+        rr = r.get("round_ratios")
+        spread = f"{_fmt(min(rr))}-{_fmt(max(rr))}" if rr and len(rr) > 1 else "-"
         print(
             f"{r['id']:<30} {_fmt(r.get('a'), r.get('unit', '')):>16} {_fmt(r.get('b'), r.get('unit', '')):>16} "
-            f"{_fmt(r.get('ratio')):>7} {r.get('goal') or '-':>8}  {met}"
+            f"{_fmt(r.get('ratio')):>7} {spread:>15} {r.get('goal') or '-':>8}  {met}"
         )
     print()
     for r in rows:

@@ -14,10 +14,13 @@ Variants: two-branch bf16 + channels_last (the default config), the same without
 bf16 + channels_last, two-branch fp32 (no autocast, NCHW; cuDNN's default TF32 convolutions stay on, as a user
 gets them) and two-branch bf16 + channels_last + ``torch.compile`` (``TrainConfig(compile=True)``).
 
-FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` counts one forward + backward of model and loss (convolutions
-and matrix products; the critic's few MFLOPs are left out). Achieved TFLOP/s = FLOPs per step / step time; the
-fraction is against this card's measured bf16 matrix-product rate (an 8192^3 product, median of 10) and, where
-the card is known, its datasheet dense bf16 peak.
+FLOPs per step: 3 x the forward FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` (see
+:func:`training_flops` for why the backward is not counted directly). Achieved TFLOP/s = FLOPs per step / step
+time; the fraction is against this card's measured bf16 matrix-product rate (an 8192^3 product, median of 10)
+and, where the card is known, its datasheet dense bf16 peak.
+
+``--recount FILE`` recomputes the FLOP columns of an earlier results file on the CPU (no GPU needed) and records
+that it did.
 """
 
 from __future__ import annotations
@@ -78,18 +81,34 @@ def gpu_dls(size: int, bs: int, n_batches: int, distinct: int = 4, device: str =
     return dls, batches[0]
 
 
-def count_flops(learn, batch) -> int:
-    """FLOPs of one forward + backward of ``learn.model`` and ``learn.loss_func`` on ``batch``."""
+def training_flops(kind: str, size: int, bs: int) -> int:
+    """FLOPs of one training step: 3 x the forward FLOPs of ``bs`` images (pairs for the two-branch net).
+
+    The forward pass is counted with ``FlopCounterMode`` (16.7 GFLOPs for legacy_xception at 299 px, timm's
+    8.4 GMACs), on the CPU at batch 1 (the count is linear in the batch). The backward pass is taken as 2 x the
+    forward (gradients of inputs and of weights): torch's counter charges a grouped convolution's backward as if
+    it were dense, ~730x too much for Xception's depthwise layers, so counting it would inflate the rate.
+    The loss and the critic (a few MFLOPs) are left out.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
-    hq, lq, mask, label = batch
-    model = learn.model
-    two = type(model).__name__ == "TwoBranchNet"
-    with FlopCounterMode(display=False) as counter:
-        pred = model(hq, lq) if two else model(lq)
-        learn.loss_func(pred, mask, label).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
+    from antiforge_lib.models import SingleBranchNet, TwoBranchNet
+
+    x = torch.randn(1, 3, size, size)
+    model = TwoBranchNet() if kind == "two" else SingleBranchNet(head="metric", attention=True)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x, x) if kind == "two" else model(x)
+    return 3 * bs * counter.get_total_flops()
+
+
+def add_flops(rows: list[dict], size: int, bs: int, ceiling: float, datasheet: float | None) -> None:
+    """Add FLOPs per step, achieved TFLOP/s and fractions of the ceilings to each row, in place."""
+    flops = {kind: training_flops(kind, size, bs) for kind in {r["model"] for r in rows}}
+    for r in rows:
+        r["flops_per_step"] = flops[r["model"]]
+        r["achieved_tflops"] = flops[r["model"]] / r["step_s"] / 1e12
+        r["fraction_of_measured_matmul"] = r["achieved_tflops"] / ceiling
+        r["fraction_of_datasheet_bf16"] = r["achieved_tflops"] / datasheet if datasheet else None
 
 
 def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = "cuda") -> dict:
@@ -100,7 +119,7 @@ def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = 
 
     kind, overrides = VARIANTS[name]
     cfg = TrainConfig.preset("paper", size=size, batch_size=bs, patience=None, **overrides)
-    dls, first = gpu_dls(size, bs, warmup + steps + 1, device=device)
+    dls, _ = gpu_dls(size, bs, warmup + steps + 1, device=device)
 
     class Timer(Callback):
         order = 99
@@ -160,9 +179,6 @@ def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = 
         with open("/proc/self/status") as f:
             hwm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
         out["peak_allocated_mib"] = hwm / 1024
-    if not cfg.compile:
-        flops = count_flops(learn, first)
-        out |= {"flops_per_step": flops, "achieved_tflops": flops / step_s / 1e12}
     return out
 
 
@@ -183,6 +199,21 @@ def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
     return 2 * n**3 / statistics.median(times) / 1e12
 
 
+def recount(path: str) -> None:
+    """Rewrite the FLOP columns of a results file with :func:`training_flops`; the timings stay as measured."""
+    from antiforge_lib.provenance import provenance, read_json, write_json
+
+    res = read_json(path)
+    a = res["args"]
+    add_flops(res["results"], a["size"], a["batch"], res["matmul_bf16_tflops_measured"], res["datasheet_bf16_tflops"])
+    res.setdefault("recounted", []).append(
+        {"what": "flops_per_step, achieved_tflops, fractions (training_flops)", "provenance": provenance(device="cpu")}
+    )
+    write_json(path, res)
+    for r in res["results"]:
+        print(f"{r['variant']:<24} {r['flops_per_step'] / 1e12:6.2f} TFLOP/step {r['achieved_tflops']:7.1f} TFLOP/s")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=299)
@@ -193,8 +224,12 @@ def main(argv=None) -> None:
     ap.add_argument("--timeout", type=float, default=300, help="seconds per variant before it is given up")
     ap.add_argument("--json", help="write the results (with provenance) here")
     ap.add_argument("--device", default="cuda", help="cuda; 'cpu' only to smoke-test the script at a tiny size")
+    ap.add_argument("--recount", metavar="FILE", help="recompute the FLOP columns of an earlier results file")
     ap.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.recount:
+        recount(args.recount)
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_bench.py needs a CUDA GPU; on the CPU use benchmarks/run_all.py (make bench)")
     if args.child:
@@ -229,14 +264,7 @@ def main(argv=None) -> None:
     card = torch.cuda.get_device_name() if cuda else "cpu"
     datasheet = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in card), None)
     by = {r["variant"]: r for r in rows}
-    flops = {r["model"]: r["flops_per_step"] for r in rows if "flops_per_step" in r}
-    for r in rows:
-        if "achieved_tflops" not in r and r["model"] in flops:
-            r["flops_per_step"] = flops[r["model"]]
-            r["achieved_tflops"] = flops[r["model"]] / r["step_s"] / 1e12
-        if "achieved_tflops" in r:
-            r["fraction_of_measured_matmul"] = r["achieved_tflops"] / ceiling
-            r["fraction_of_datasheet_bf16"] = r["achieved_tflops"] / datasheet if datasheet else None
+    add_flops(rows, args.size, args.batch, ceiling, datasheet)
 
     def ratio(a, b, key="step_s"):
         return by[a][key] / by[b][key] if a in by and b in by else None

@@ -357,3 +357,11 @@ def test_mixed_precision_lets_none_outputs_through(make):
         learn = learner(MixedPrecision(amp_mode="bf16"))
         learn.fit(1)
     assert np.isfinite(learn.recorder.values[-1][0])
+
+
+def test_critic_scores_both_orders_in_one_call_as_two_separate_calls():
+    cb = AdversarialAlignment(in_channels=8)
+    a, b = torch.randn(3, 8, 4, 4), torch.randn(3, 8, 4, 4)
+    d_a, d_b = cb._scores(a, b)
+    torch.testing.assert_close(d_a, cb.critic(a), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(d_b, cb.critic(b), rtol=1e-5, atol=1e-6)

@@ -262,3 +262,17 @@ def test_two_processes_preparing_one_cache_at_once(tree, tmp_path):
         a, b = pool.map(_prepare_in_child, [(tree, tmp_path / "c")] * 2)
     assert a.equals(b) and len(a) > 0
     assert not list((tmp_path / "c").rglob("*.part"))
+
+
+def test_pairs_module_and_index_reader_do_not_import_torch():
+    # prepare_pairs' worker processes import this module; with torch in its imports each worker spent
+    # ~6 s starting, and 2 workers were no faster than 1 on the embedded sample.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, antiforge_lib.pairs, antiforge_lib.pair_index; "
+        "print(sorted(m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

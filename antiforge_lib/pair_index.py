@@ -1,0 +1,39 @@
+"""The index of a pair cache (``index.csv``): its columns and its reader.
+
+Kept apart from :mod:`antiforge_lib.pairs` (PyAV, dlib) and :mod:`antiforge_lib.data` (torch) so that reading
+a finished cache imports neither, and ``prepare_pairs``' worker processes start without importing torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["INDEX_COLUMNS", "load_index"]
+
+INDEX_COLUMNS = ["split", "method", "video", "frame", "label", "hq", "lq", "mask", "x0", "y0", "x1", "y1"]
+
+
+def _resolve(df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    df = df.copy()
+    for key in ("hq", "lq", "mask"):
+        df[key] = [str(out_dir / p) for p in df[key]]
+    return df
+
+
+def load_index(out_dir) -> pd.DataFrame:
+    """Read a finished pair cache's ``index.csv`` (paths made absolute)."""
+    out_dir = Path(out_dir)
+    path = out_dir / "index.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no pair index here; run prepare_pairs(..., out_dir={str(out_dir)!r}) first")
+    df = pd.read_csv(path, dtype={"video": str})
+    lacking = [c for c in INDEX_COLUMNS if c not in df.columns]
+    if lacking:
+        raise ValueError(f"{path}: columns {lacking} are missing; rebuild the cache")
+    out = _resolve(df, out_dir)
+    report = out_dir / "report.json"
+    out.attrs["report"] = json.loads(report.read_text()) if report.is_file() else {}
+    return out
