@@ -24,8 +24,6 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .pair_index import INDEX_COLUMNS, load_index  # noqa: F401 (re-exported: read a cache, then load it)
-
 __all__ = ["XCEPTION_MEAN", "XCEPTION_STD", "REQUIRED_COLUMNS", "PairedFaces", "pair_dataloaders", "denormalize"]
 
 # FaceForensics++ / timm legacy_xception normalisation: maps [0, 1] to [-1, 1].

@@ -24,7 +24,12 @@ def _resolve(df: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
 
 
 def load_index(out_dir) -> pd.DataFrame:
-    """Read a finished pair cache's ``index.csv`` (paths made absolute)."""
+    """Read a finished pair cache's ``index.csv``.
+
+    Returns a DataFrame, one row per HQ/LQ pair, columns :data:`INDEX_COLUMNS` (``hq``, ``lq``, ``mask`` as
+    absolute paths; box corners in pixels of the source frame); ``attrs["report"]`` holds ``report.json``.
+    Raises FileNotFoundError (no index there) or ValueError (columns missing), naming the file.
+    """
     out_dir = Path(out_dir)
     path = out_dir / "index.csv"
     if not path.is_file():

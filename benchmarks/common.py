@@ -28,7 +28,7 @@ import torch
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from fastai.callback.core import Callback, CancelValidException
+    from fastai.callback.core import Callback, CancelFitException, CancelValidException
     from fastai.data.core import DataLoaders
 
 _OPS = {"<=": operator.le, ">=": operator.ge}
@@ -189,6 +189,52 @@ class StepTimer(Callback):
 
     def before_validate(self):
         raise CancelValidException  # the benchmarks time training steps only
+
+
+class SpanTimer(Callback):
+    """Time ``steps`` training batches after ``warmup`` untimed ones, then stop the fit; skips validation.
+
+    On CUDA the device is synchronised at both ends of the span (and its peak-memory counter reset at the start),
+    so ``span_s`` is the wall time of the work, not of the launches. ``first_step_s``: from ``before_fit`` to the
+    end of the first batch (includes ``torch.compile``'s compiling, when on).
+    """
+
+    order = 99
+
+    def __init__(self, warmup: int, steps: int):
+        if warmup < 1 or steps < 1:
+            raise ValueError(f"warmup and steps must be >= 1, got {warmup}, {steps}")
+        self.warmup, self.steps = warmup, steps
+        self.n, self.t0, self.first_step_s, self.span_s = 0, None, None, None
+
+    def _now(self) -> float:
+        if self._cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def before_fit(self):
+        self._cuda = next(self.learn.model.parameters()).is_cuda
+        self.n, self.start = 0, self._now()
+
+    def before_validate(self):
+        raise CancelValidException
+
+    def after_batch(self):
+        if not self.training:
+            return
+        self.n += 1
+        if self.n not in (1, self.warmup, self.warmup + self.steps):
+            return
+        now = self._now()
+        if self.n == 1:
+            self.first_step_s = now - self.start
+        if self.n == self.warmup:
+            self.t0 = now
+            if self._cuda:
+                torch.cuda.reset_peak_memory_stats()
+        if self.n == self.warmup + self.steps:
+            self.span_s = now - self.t0
+            raise CancelFitException
 
 
 def synthetic_dls(size: int, bs: int, steps: int, seed: int = 0) -> DataLoaders:

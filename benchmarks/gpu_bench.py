@@ -35,6 +35,7 @@ import time
 import warnings
 
 import torch
+from common import SpanTimer, peak_rss_mib
 
 VARIANTS = {
     # name: (model, TrainConfig overrides)
@@ -45,11 +46,6 @@ VARIANTS = {
     "two bf16+CL+compile": ("two", dict(mixed_precision="bf16", channels_last=True, compile=True)),
 }
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H200": 989.4, "A100": 312.0}  # dense
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def gpu_dls(size: int, bs: int, n_batches: int, distinct: int = 4, device: str = "cuda"):
@@ -113,7 +109,6 @@ def add_flops(rows: list[dict], size: int, bs: int, ceiling: float, datasheet: f
 
 def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = "cuda") -> dict:
     warnings.filterwarnings("ignore")
-    from fastai.callback.core import Callback, CancelFitException, CancelValidException
 
     from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
 
@@ -121,37 +116,7 @@ def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = 
     cfg = TrainConfig.preset("paper", size=size, batch_size=bs, patience=None, **overrides)
     dls, _ = gpu_dls(size, bs, warmup + steps + 1, device=device)
 
-    class Timer(Callback):
-        order = 99
-
-        def __init__(self):
-            self.n, self.t0, self.t1, self.first_step_s = 0, None, None, None
-
-        def before_fit(self):
-            _sync(device)
-            self.start = time.perf_counter()
-
-        def before_validate(self):
-            raise CancelValidException
-
-        def after_batch(self):
-            if not self.training:
-                return
-            self.n += 1
-            if self.n in (1, warmup, warmup + steps):
-                _sync(device)
-                now = time.perf_counter()
-                if self.n == 1:
-                    self.first_step_s = now - self.start  # includes compiling, when on
-                if self.n == warmup:
-                    self.t0 = now
-                    if device == "cuda":
-                        torch.cuda.reset_peak_memory_stats()
-                if self.n == warmup + steps:
-                    self.t1 = now
-                    raise CancelFitException
-
-    timer = Timer()
+    timer = SpanTimer(warmup, steps)
     if kind == "two":
         learn = anticompression_learner(dls, cfg, cbs=[timer])
     else:
@@ -159,7 +124,7 @@ def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = 
     learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
     with learn.no_logging():
         learn.fit(1)
-    step_s = (timer.t1 - timer.t0) / steps
+    step_s = timer.span_s / steps
     out = {
         "variant": name,
         "model": kind,
@@ -176,9 +141,7 @@ def child(name: str, size: int, bs: int, warmup: int, steps: int, device: str = 
             "peak_reserved_mib": torch.cuda.max_memory_reserved() / 2**20,
         }
     else:  # smoke runs only: the process's peak RSS
-        with open("/proc/self/status") as f:
-            hwm = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
-        out["peak_allocated_mib"] = hwm / 1024
+        out["peak_allocated_mib"] = peak_rss_mib()
     return out
 
 

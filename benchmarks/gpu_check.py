@@ -20,27 +20,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 
 import torch
-
-
-def _peak_rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from common import SpanTimer, peak_rss_mib
 
 
 def _one(args) -> dict:
     """Train one model for warmup + steps batches and return its figures (runs in a subprocess)."""
     warnings.filterwarnings("ignore")
-    from fastai.callback.core import Callback, CancelFitException, CancelValidException
-
-    from antiforge_lib.data import load_index, pair_dataloaders
+    from antiforge_lib.data import pair_dataloaders
     from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
+    from antiforge_lib.pair_index import load_index
 
     cuda = torch.cuda.is_available()
     if args.index:  # a finished cache: no PyAV or dlib needed (e.g. shipped to a GPU box)
@@ -59,43 +50,19 @@ def _one(args) -> dict:
     cfg = TrainConfig.preset("paper", size=args.size, batch_size=args.batch, backbone=args.backbone, patience=None)
     dls = pair_dataloaders(index, size=cfg.size, bs=cfg.batch_size, num_workers=args.workers)
 
-    class Timer(Callback):
-        order = 99
-
-        def __init__(self):
-            self.n, self.t0, self.t1 = 0, None, None
-
-        def before_validate(self):
-            raise CancelValidException
-
-        def after_batch(self):
-            if not self.training:
-                return
-            self.n += 1
-            if self.n == args.warmup or self.n == args.warmup + args.steps:
-                if cuda:
-                    torch.cuda.synchronize()
-                if self.n == args.warmup:
-                    self.t0 = time.perf_counter()
-                    if cuda:
-                        torch.cuda.reset_peak_memory_stats()
-                else:
-                    self.t1 = time.perf_counter()
-                    raise CancelFitException
-
-    timer = Timer()
+    timer = SpanTimer(args.warmup, args.steps)
     if args.only == "two":
         learn = anticompression_learner(dls, cfg, cbs=[timer])
     else:
         learn = single_branch_learner(dls, cfg, head="metric", attention=True, cbs=[timer])
     with learn.no_bar(), learn.no_logging():
         learn.fit(10_000)
-    dt = timer.t1 - timer.t0
+    dt = timer.span_s
     return {
         "model": "two-branch" if args.only == "two" else "single-branch",
         "pairs_per_s": args.steps * args.batch / dt,
         "step_s": dt / args.steps,
-        "peak_mem_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else _peak_rss_mib(),
+        "peak_mem_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mib(),
         "peak_mem_kind": "cuda max allocated" if cuda else "process peak RSS",
         "precision": cfg.mixed_precision if cuda else "fp32 (CPU)",
         "channels_last": bool(cfg.channels_last and cuda),
