@@ -9,7 +9,7 @@ MEDIA := data/_media/WolfgangLanger_Pexels.mp4
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data book test unit lint bench bench-book chromium clean
+.PHONY: setup data book test unit lint bench bench-book learning chromium clean
 
 ## setup: create .venv and install the library with its book and dev extras (pinned)
 setup: $(STAMP) $(VENDOR_JS) $(MEDIA)
@@ -54,8 +54,8 @@ unit: setup
 	$(BIN)/pytest -ra -m "not book"
 
 lint: setup
-	$(BIN)/ruff check antiforge_lib tests benchmarks book/_ext book/assignments/test_assignment*.py
-	$(BIN)/ruff format --check antiforge_lib tests benchmarks book/_ext book/assignments/test_assignment*.py
+	$(BIN)/ruff check antiforge_lib tests benchmarks scripts book/_ext book/assignments/test_assignment*.py
+	$(BIN)/ruff format --check antiforge_lib tests benchmarks scripts book/_ext book/assignments/test_assignment*.py
 
 ## bench: side-by-side ratios (train step, critic, data, JPEG, memory); one table + benchmarks/results/bench.json
 bench: setup data
@@ -65,5 +65,9 @@ bench: setup data
 bench-book: setup data
 	$(BIN)/python benchmarks/bench_book.py --json benchmarks/results/book.json
 
+## learning: the demo recipe over 3 seeds on this machine -> data/results/cpu/learning.json (Chapter 7 shows it)
+learning: setup data
+	$(BIN)/python scripts/learning.py --seeds 0 1 2
+
 clean:
-	rm -rf _build .pytest_cache data/pairs
+	rm -rf _build .pytest_cache data/pairs data/runs

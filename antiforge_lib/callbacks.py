@@ -5,6 +5,9 @@ Each callback adds one behaviour to a plain fastai ``Learner`` (batches ``xb = (
 - :class:`AdversarialAlignment` -- owns the WGAN-GP critic ``D`` and its optimizer; trains it on detached
   mid-level features and adds ``lambda_gan * L_Gan`` (eq. 1/2) to the detector's loss. Training batches only.
 - :class:`LossBreakdown` -- records every term of eq. 1 per batch and per epoch; :func:`plot_loss_breakdown`.
+- :class:`ScoreEachEpoch` -- the paper's metrics on extra loaders (e.g. validation and test) before training and after
+  every epoch: a learning curve to look at, never read by training.
+- :class:`SetEpoch` -- tells the training sampler which epoch begins (streams of made-up pairs, distributed samplers).
 - :class:`SelectInput` -- feeds one image of the pair (``lq`` or ``hq``) to a single-branch model.
 - :class:`ChannelsLast` -- channels-last memory format for model and batches (CUDA only).
 - :class:`CheckpointEveryEpoch` -- an atomic checkpoint after every epoch, for :func:`resume`.
@@ -23,6 +26,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -42,6 +46,8 @@ __all__ = [
     "AdversarialAlignment",
     "LossBreakdown",
     "SelectInput",
+    "SetEpoch",
+    "ScoreEachEpoch",
     "ChannelsLast",
     "MixedPrecision",
     "CheckpointEveryEpoch",
@@ -334,6 +340,75 @@ class SelectInput(Callback):
             self.learn.xb = (self.learn.xb[self.index],)
 
 
+class ScoreEachEpoch(Callback):
+    """Evaluate the model on named loaders before the first epoch and after each one: a learning curve.
+
+    Each loader is scored with :func:`antiforge_lib.metrics.evaluate` (LQ branch, as at test time). The rows are
+    for looking at: nothing in training reads them, so a test loader here selects nothing (early stopping and the
+    best-epoch choice look at the validation loss only).
+
+    Parameters
+    ----------
+    loaders : dict of str -> loader
+        E.g. ``{"val": dls.valid, "test": dls.test}``; batches ``(hq, lq, mask, label)``.
+    metrics : tuple of str, default ("AUC", "ACC")
+        Columns of :func:`~antiforge_lib.metrics.evaluate` to keep.
+
+    Attributes
+    ----------
+    rows : list of dict
+        ``{"epoch": -1 (before training) or e, "<name>_<metric>": value, ...}``, one per scoring.
+    """
+
+    order = 70  # after the trackers and checkpoints: the epoch is complete
+
+    def __init__(self, loaders: dict, metrics: tuple[str, ...] = ("AUC", "ACC")):
+        self.loaders, self.metrics, self.rows = dict(loaders), tuple(metrics), []
+
+    def _score(self, epoch: int) -> None:
+        from .metrics import FewNegativesWarning, evaluate  # metrics builds on fastai's Metric; import when used
+
+        row = {"epoch": int(epoch)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FewNegativesWarning)
+            for name, dl in self.loaders.items():
+                table = evaluate(self.learn.model, dl)
+                row.update({f"{name}_{m}": float(table[m].iloc[0]) for m in self.metrics})
+        self.rows.append(row)
+
+    # fastai's validate() also fires before_fit and after_epoch; only a fit reaches before_train.
+    def before_fit(self):
+        self._fitting = False
+
+    def before_train(self):
+        if not self._fitting:
+            self._fitting = True
+            if self.epoch == 0:  # a new run starts: score the untrained model (a resumed one already has)
+                self.rows = []
+                self._score(-1)
+
+    def after_epoch(self):
+        if self._fitting and not epoch_skipped(self.learn):
+            self._score(self.epoch)
+
+    def after_fit(self):
+        self._fitting = False
+
+
+class SetEpoch(Callback):
+    """Call ``set_epoch(epoch)`` on the training loader's sampler when it has one, before each training epoch.
+
+    torch's ``DistributedSampler`` and :class:`~antiforge_lib.data.StreamSampler` draw a different order (or
+    different items) per epoch from it; calling it from the learner's epoch counter makes a resumed run see the
+    same data as an unbroken one.
+    """
+
+    def before_train(self):
+        sampler = getattr(self.dl, "sampler", None)
+        if callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(self.epoch)
+
+
 class ChannelsLast(Callback):
     """Channels-last memory format for the model and the image batches; faster convolutions on tensor cores.
 
@@ -390,9 +465,11 @@ def _stateful_callbacks(learn) -> dict:
 
 
 def _plain_opt_state(opt) -> dict:
-    # fastai keeps hypers in a fastcore L, which weights_only=True refuses to unpickle; store plain lists/dicts.
+    # fastai keeps hypers in a fastcore L, and its schedulers (fit_one_cycle) set them to numpy scalars: both are
+    # refused by weights_only=True. Store plain lists, dicts and Python numbers.
     sd = opt.state_dict()
-    return {"state": [dict(s) for s in sd["state"]], "hypers": [dict(h) for h in sd["hypers"]]}
+    hypers = [{k: v.item() if isinstance(v, np.generic) else v for k, v in h.items()} for h in sd["hypers"]]
+    return {"state": [dict(s) for s in sd["state"]], "hypers": hypers}
 
 
 def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None = None, stopped: bool = False) -> Path:
@@ -546,8 +623,8 @@ def resume(learn, path, n_epoch: int, **fit_kwargs):
     """Continue a killed run from the last completed epoch in ``path``, up to ``n_epoch`` epochs in all.
 
     Loads the checkpoint (model, optimizer, critic, early-stopping and best-model state), then
-    ``learn.fit(n_epoch, start_epoch=last + 1)`` (fastai skips the done epochs; the learning rate of plain ``fit``
-    is constant, so nothing else needs replaying). A run that early stopping had ended is not trained further; its
+    :func:`antiforge_lib.learner.fit` ``(learn, n_epoch, start_epoch=last + 1)``: fastai skips the done epochs, and
+    sets a one-cycle schedule to where it was. A run that early stopping had ended is not trained further; its
     best weights are loaded. Without a checkpoint file it simply starts at epoch 0.
     """
     start, stopped = 0, False
@@ -555,7 +632,9 @@ def resume(learn, path, n_epoch: int, **fit_kwargs):
         state = load_checkpoint(learn, path)
         start, stopped = state["epoch"] + 1, state.get("stopped", False)
     if start < n_epoch and not stopped:
-        learn.fit(n_epoch, start_epoch=start, **fit_kwargs)
+        from .learner import fit  # the learner module builds on this one
+
+        fit(learn, n_epoch, start_epoch=start, **fit_kwargs)
     elif stopped:
         for cb in learn.cbs:
             if isinstance(cb, SaveBestModel):

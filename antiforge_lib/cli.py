@@ -4,6 +4,7 @@
 
     antiforge prepare --sample                                  # the embedded mini FF++ and its pair cache
     antiforge prepare --root /data/FaceForensics++ --out /data/pairs_c23_c40 --frames 270 --size 299
+    antiforge prepare --videos my_videos/ --out data/my_faces          # your own real videos, no FF++ needed
     antiforge train --pairs /data/pairs_c23_c40 --out runs/paper --preset paper
     antiforge train --pairs data/pairs/sample_c23_c40_16f_128px --out runs/demo --preset demo --set lr=3e-4
     antiforge evaluate --checkpoint runs/demo/detector.pth --pairs data/pairs/sample_c23_c40_16f_128px
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--sample", action="store_true", help="build the embedded mini FaceForensics++ and use it")
     src.add_argument("--root", metavar="FFPP_ROOT", help="a FaceForensics++ tree")
+    src.add_argument(
+        "--videos",
+        nargs="+",
+        metavar="VIDEO",
+        help="your own REAL videos (files, or one folder): a cache of real faces to train on with self-blended fakes",
+    )
     sp.add_argument("--out", metavar="DIR", help="pair cache folder (default with --sample: data/pairs/sample_...)")
     sp.add_argument("--hq", default="c23", choices=["c0", "c23", "c40"], help="HQ level (default c23)")
     sp.add_argument("--lq", default="c40", choices=["c0", "c23", "c40"], help="LQ level (default c40)")
@@ -108,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-missing", action="store_true", help="skip videos the splits name but the tree lacks")
     sp.add_argument("--sample-root", metavar="DIR", help="where --sample builds the dataset (default data/sample_ffpp)")
     sp.add_argument("--workers", type=int, metavar="N", help="parallel processes (default: all cores)")
+    sp.add_argument(
+        "--val",
+        nargs="+",
+        metavar="VIDEO",
+        help="with --videos: the videos held out for validation (default: a fifth of them)",
+    )
 
     tp = sub.add_parser(
         "train",
@@ -376,16 +389,18 @@ def _validate_config(cfg) -> None:
 
 
 def _cmd_prepare(args, argv) -> int:
-    from .pairs import prepare_pairs
+    from .pairs import prepare_faces, prepare_pairs
     from .sample_ffpp import build_sample_ffpp, default_sample_root
 
-    frames = args.frames if args.frames is not None else (16 if args.sample else 270)
-    size = args.size if args.size is not None else (128 if args.sample else 299)
+    frames = args.frames if args.frames is not None else (16 if args.sample else 48 if args.videos else 270)
+    size = args.size if args.size is not None else (299 if args.root else 128)
     _positive("--frames", frames)
     _positive("--size", size, 16)
     _positive("--workers", args.workers)
     if args.hq == args.lq:
         raise CLIError(f"--hq and --lq must differ, both are {args.hq}")
+    if args.val and not args.videos:
+        raise CLIError("--val goes with --videos")
     if args.sample:
         root = Path(args.sample_root) if args.sample_root else default_sample_root()
         out = Path(args.out) if args.out else root.parent / "pairs" / f"sample_{args.hq}_{args.lq}_{frames}f_{size}px"
@@ -393,10 +408,12 @@ def _cmd_prepare(args, argv) -> int:
         if args.sample_root:
             raise CLIError("--sample-root goes with --sample")
         if not args.out:
-            raise CLIError("--out is required with --root")
-        root, out = Path(args.root), Path(args.out)
-        if not root.is_dir():
+            raise CLIError(f"--out is required with {'--videos' if args.videos else '--root'}")
+        root, out = Path(args.root or "."), Path(args.out)
+        if args.root and not root.is_dir():
             raise CLIError(f"--root {args.root}: no such directory")
+    if args.videos:
+        return _prepare_videos(args, argv, out, frames, size, prepare_faces)
     config = {
         "source": "sample" if args.sample else "ffpp",
         "root": str(root),
@@ -440,6 +457,28 @@ def _cmd_prepare(args, argv) -> int:
         + ", ".join(f"{s} {c['real']} real / {c['fake']} fake" for s, c in per_split.items())
     )
     _write_results(args, argv, config, {"metrics": metrics}, device="cpu")
+    return 0
+
+
+def _prepare_videos(args, argv, out: Path, frames: int, size: int, prepare_faces) -> int:
+    """``prepare --videos``: a cache of real faces only (prepare_faces)."""
+    videos = Path(args.videos[0]) if len(args.videos) == 1 and Path(args.videos[0]).is_dir() else args.videos
+    config = {"source": "videos", "videos": args.videos, "out": str(out), "val": args.val or 0.2}
+    config.update({"frames_per_video": frames, "size": size, "workers": args.workers})
+    _print_config("prepare", config)
+    index = prepare_faces(
+        videos,
+        out,
+        val=args.val or 0.2,
+        frames_per_video=frames,
+        size=size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    per_split = {s: int((index.split == s).sum()) for s in ("train", "val")}
+    print(f"{len(index)} real face crops in {out}: train {per_split['train']}, val {per_split['val']}")
+    print(f"train on them: antiforge train --pairs {out} --out runs/mine --preset demo")
+    _write_results(args, argv, config, {"metrics": {**index.attrs.get("report", {}), "splits": per_split}}, "cpu")
     return 0
 
 
@@ -578,8 +617,8 @@ def _cmd_train(args, argv) -> int:
         print(f"resuming {ckpt_path} after epoch {start - 1} ({state})", flush=True)
 
     from .callbacks import resume
-    from .data import PairedFaces, pair_dataloaders
-    from .learner import anticompression_learner, single_branch_learner
+    from .detect import save_detector
+    from .learner import anticompression_learner, make_dataloaders, single_branch_learner
     from .metrics import FewNegativesWarning, evaluate
     from .pairs import load_index
 
@@ -589,9 +628,7 @@ def _cmd_train(args, argv) -> int:
         history_path.unlink(missing_ok=True)
     elif history_path.exists():
         _keep_history(history_path, start)
-    dls = pair_dataloaders(
-        index, size=cfg.size, bs=cfg.batch_size, num_workers=args.workers, seed=cfg.seed, device=device
-    )
+    dls = make_dataloaders(index, cfg, num_workers=args.workers, device=device)
     history = _history_callback()(history_path, echo=args.quiet)
     common = dict(cbs=[history], path=out, checkpoint=ckpt_path, save_best=True)
     if cfg.model == "two-branch":
@@ -615,14 +652,10 @@ def _cmd_train(args, argv) -> int:
     finite = [r for r in rows if isinstance(r.get("valid_loss"), (int, float))]
     best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else None
     last = _load_ckpt(ckpt_path) if ckpt_path.is_file() else {"epoch": -1}
-    detector = out / "detector.pth"
-    tmp = detector.with_name(detector.name + ".tmp")
-    state = {k: v.detach().cpu() for k, v in learn.model.state_dict().items()}
-    torch.save({"model": state, "opt": None, "callbacks": {}, "epoch": best_epoch, "config": config}, tmp)
-    os.replace(tmp, detector)
+    detector = save_detector(learn.model, config, out / "detector.pth", epoch=best_epoch)
 
     val = torch.utils.data.DataLoader(
-        PairedFaces(index, "val", size=cfg.size),
+        dls.valid.dataset,
         batch_size=cfg.batch_size,
         shuffle=False,
         num_workers=args.workers or 0,

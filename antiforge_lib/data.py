@@ -1,10 +1,14 @@
-"""The paired-face dataset and its fastai loaders.
+"""The paired-face datasets and their fastai loaders.
 
 Each item of the pair index (written by :func:`antiforge_lib.pairs.prepare_pairs`)
 is one face seen twice -- a high-quality (HQ) crop and its low-quality (LQ),
 more compressed twin -- plus the forgery mask. The paper's two-stream training
 needs both views and the mask to stay aligned, so every random geometric
 transform here is drawn once and applied to all three.
+
+Two sources of pairs: :class:`PairedFaces` reads a pair cache (fixed fakes, HQ and LQ from the videos) and
+:class:`SelfBlendedPairs` makes them on the fly from real faces alone (:mod:`antiforge_lib.self_blend`);
+:func:`pair_dataloaders` and :func:`self_blend_dataloaders` serve either to fastai, with the same batches.
 
 Conventions: images are float32 ``(3, S, S)`` RGB tensors normalised with the
 FaceForensics++ Xception statistics, i.e. ``(x - 0.5) / 0.5`` with ``x`` in
@@ -16,15 +20,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["XCEPTION_MEAN", "XCEPTION_STD", "REQUIRED_COLUMNS", "PairedFaces", "pair_dataloaders", "denormalize"]
+from .pair_index import MASK_THRESHOLD
+from .self_blend import CODECS, FACE_BOX, alter, compress, draw_blend, self_blend
+
+__all__ = [
+    "XCEPTION_MEAN",
+    "XCEPTION_STD",
+    "REQUIRED_COLUMNS",
+    "PairedFaces",
+    "pair_dataloaders",
+    "pair_transform",
+    "SelfBlendedPairs",
+    "StreamSampler",
+    "self_blend_dataloaders",
+    "read_image",
+    "denormalize",
+]
 
 # FaceForensics++ / timm legacy_xception normalisation: maps [0, 1] to [-1, 1].
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -33,8 +53,8 @@ XCEPTION_STD = (0.5, 0.5, 0.5)
 REQUIRED_COLUMNS = ("split", "label", "hq", "lq", "mask")
 
 
-def _read_png(path, mode: str) -> torch.Tensor:
-    """Read an image file as a uint8 ``(C, H, W)`` tensor (C = 3 for "RGB", 1 for "L")."""
+def read_image(path, mode: str) -> torch.Tensor:
+    """Read an image file as a uint8 ``(C, H, W)`` tensor (C = 3 for "RGB", 1 for "L"); errors name the file."""
     try:
         with Image.open(path) as im:
             arr = np.asarray(im.convert(mode))
@@ -113,37 +133,63 @@ class PairedFaces(torch.utils.data.Dataset):
             rows = pd.concat([rows, extra], ignore_index=True)
         self.items = rows
 
-        if self.augment:
-            geometry = [
-                v2.RandomResizedCrop(self.size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
-                v2.RandomHorizontalFlip(),
-            ]
-        else:
-            geometry = [v2.Resize((self.size, self.size), antialias=True)]
-        # v2 draws random parameters once per call and resizes Masks with nearest neighbour (floor
-        # rounding, so a mask edge can sit up to one pixel off the bilinear image's edge);
-        # ToDtype(dtype)/Normalize touch only the Images and pass the Mask through.
-        self.transform = v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+        self.transform = pair_transform(self.size, self.augment, mean, std)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
         row = self.items.iloc[i]
-        hq, lq, mask = _read_png(row["hq"], "RGB"), _read_png(row["lq"], "RGB"), _read_png(row["mask"], "L")
+        hq, lq, mask = read_image(row["hq"], "RGB"), read_image(row["lq"], "RGB"), read_image(row["mask"], "L")
         if not (hq.shape[1:] == lq.shape[1:] == mask.shape[1:]):
             raise ValueError(
                 f"Pair crops differ in size: {row['hq']} {tuple(hq.shape[1:])}, "
                 f"{row['lq']} {tuple(lq.shape[1:])}, {row['mask']} {tuple(mask.shape[1:])}."
             )
-        # One call on all three, so the crop box and flip are shared (Resize is a no-op at size S).
-        hq, lq, mask = self.transform(tv_tensors.Image(hq), tv_tensors.Image(lq), tv_tensors.Mask(mask))
-        mask = (mask.float() / 255 > 0.5).float()  # masks come back uint8 0/255
+        hq, lq, mask = self.transform(hq, lq, mask)
         label = torch.tensor(int(row["label"]), dtype=torch.int64)
-        return hq.as_subclass(torch.Tensor), lq.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor), label
+        return hq, lq, mask, label
 
 
-def pair_dataloaders(index: pd.DataFrame, size: int = 299, bs: int = 32, num_workers=None, seed: int = 0, device=None):
+def pair_transform(
+    size: int, augment: bool, mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD
+):
+    """The transform of a pair: ``f(hq, lq, mask) -> (hq, lq, mask)``, one random draw shared by all three.
+
+    Takes uint8 tensors ``(3, H, W)``, ``(3, H, W)`` and ``(1, H, W)`` (mask 0 / 255); returns float32 ``(3, S, S)``
+    twice, normalised with ``mean``/``std``, and the mask as float32 ``(1, S, S)`` in {0, 1}. With ``augment``: a
+    random resized crop (scale 0.8-1.0 of the area, aspect 0.9-1.1) and a horizontal flip; without, a resize.
+    """
+    if augment:
+        geometry = [
+            v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+            v2.RandomHorizontalFlip(),
+        ]
+    else:
+        geometry = [v2.Resize((size, size), antialias=True)]
+    # v2 draws random parameters once per call and resizes Masks with nearest neighbour (floor rounding, so a mask
+    # edge can sit up to one pixel off the bilinear image's edge); ToDtype(dtype)/Normalize touch only the Images
+    # and pass the Mask through.
+    transform = v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+    def apply(hq: torch.Tensor, lq: torch.Tensor, mask: torch.Tensor):
+        hq, lq, mask = transform(tv_tensors.Image(hq), tv_tensors.Image(lq), tv_tensors.Mask(mask))
+        mask = (mask.float() / 255 > 0.5).float()  # masks come back uint8 0/255
+        return hq.as_subclass(torch.Tensor), lq.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+    return apply
+
+
+def pair_dataloaders(
+    index: pd.DataFrame,
+    size: int = 299,
+    bs: int = 32,
+    num_workers=None,
+    seed: int = 0,
+    device=None,
+    train: torch.utils.data.Dataset | None = None,
+    valid: torch.utils.data.Dataset | None = None,
+):
     """fastai ``DataLoaders`` over the "train" and "val" splits, plus ``.test``.
 
     Parameters
@@ -160,6 +206,12 @@ def pair_dataloaders(index: pd.DataFrame, size: int = 299, bs: int = 32, num_wor
         Seeds the training shuffle (and, through it, the workers' augmentation seeds).
     device : torch.device or str, optional
         Where fastai puts batches; default CUDA if available, else CPU.
+    train : torch Dataset, optional
+        Train on this instead of the index's "train" split, e.g. the self-blended stream of
+        :class:`antiforge_lib.data.SelfBlendedPairs`; a dataset with a ``sampler`` attribute is read in that
+        sampler's order (and not shuffled).
+    valid : torch Dataset, optional
+        Validate on this instead of the index's "val" split (served in order).
 
     Returns
     -------
@@ -183,12 +235,247 @@ def pair_dataloaders(index: pd.DataFrame, size: int = 299, bs: int = 32, num_wor
     def loader(split, **kw):
         return torch.utils.data.DataLoader(PairedFaces(index, split, size=size), **opts, **kw)
 
-    train = loader("train", shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(seed))
-    dls = DataLoaders(train, loader("val", shuffle=False), device=device)
+    if train is None:
+        train = loader("train", shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(seed))
+    elif getattr(train, "sampler", None) is not None:
+        train = torch.utils.data.DataLoader(train, sampler=train.sampler, **opts)
+    else:
+        train = torch.utils.data.DataLoader(train, shuffle=True, generator=torch.Generator().manual_seed(seed), **opts)
+    if valid is None:
+        valid = loader("val", shuffle=False)
+    else:
+        valid = torch.utils.data.DataLoader(valid, shuffle=False, **opts)
+    dls = DataLoaders(train, valid, device=device)
     # Plain torch loaders have no .to(), so fastai skips its device setter; record it for Learner.
     dls._device = device
     dls.test = loader("test", shuffle=False) if "test" in set(index["split"]) else None
     return dls
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pairs made on the fly from real faces (self-blending, antiforge_lib.self_blend)
+
+#: Seed of the fixed validation self-blends of a real-only cache (the same whatever the training seed).
+VAL_SEED = 12345
+
+
+class StreamSampler(torch.utils.data.Sampler):
+    """Item keys ``epoch * n ... epoch * n + n - 1`` for a :class:`SelfBlendedPairs` of length ``n``.
+
+    Every epoch asks for new keys, so a stream never repeats an item; ``set_epoch`` (called by the learner's
+    :class:`~antiforge_lib.callbacks.SetEpoch`, as for torch's ``DistributedSampler``) makes a resumed run see the
+    same items as an unbroken one. Without it, each new iteration moves on one epoch.
+    """
+
+    def __init__(self, n: int):
+        self.n, self.epoch, self._next = int(n), None, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        epoch = self._next if self.epoch is None else self.epoch
+        self.epoch, self._next = None, epoch + 1
+        return iter(range(epoch * self.n, (epoch + 1) * self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class SelfBlendedPairs(torch.utils.data.Dataset):
+    """Training pairs made on the fly from real face crops: an unlimited stream with exact masks.
+
+    For item key ``i`` (any integer >= 0) a generator seeded with ``(seed, i)`` builds the item, with the functions
+    of :mod:`antiforge_lib.self_blend`:
+
+    1. pick a real crop; with ``augment``, jitter its colour and sharpness, and with probability ``p_whole`` alter it
+       as a whole the way a donor is altered (``alter``: colour, sharpness and scale, but no boundary), so that
+       colour, sharpness and scale alone never tell a fake;
+    2. with probability ``p_fake`` make it fake: ``self_blend`` with the face box ``FACE_BOX`` and a fresh
+       ``draw_blend``; the mask covers a part of the face (eyes, nose, mouth, a cheek) instead of the whole face
+       with probability ``p_part``, and the donor is another real crop instead of the crop itself (a blend of two
+       faces, as Face X-ray builds its training fakes) with probability ``p_other``;
+    3. the HQ image is the real or blended crop; the LQ image is ``compress(hq, codec, q)`` at a strength ``q``
+       drawn from ``strength``; the mask is the blend weight binarised at 0.1 (Sec. 4.2), zeros for reals;
+    4. with ``augment``, HQ, LQ and mask share one random resized crop and flip, as in :class:`PairedFaces`,
+       then are resized to ``size`` and normalised.
+
+    Parameters
+    ----------
+    reals : sequence of paths
+        Real face crops (square images, e.g. the ``hq`` column of a pair index's real rows).
+    size : int, default=299
+        Output side in pixels.
+    length : int, default=512
+        Items per epoch (``len(self)``); the keys of epoch ``e`` are ``e * length ...`` (:class:`StreamSampler`).
+    p_fake, p_part, p_other, p_whole : float, defaults 0.5, 0.3, 0.3, 0.5
+        Probabilities of steps 1-2.
+    codec : {"jpeg", "h264"}, default="jpeg"
+    strength : (int, int), optional
+        Inclusive range of the codec's setting (JPEG quality or x264 CRF); default ``self_blend.CODECS[codec]``.
+    seed : int, default=0
+    augment : bool, default=True
+    paired : bool, default=False
+        Items come in pairs, as Shiohara & Yamasaki train: key ``2k`` is a real crop and key ``2k + 1`` the same
+        crop, with the same augmentation and codec strength, made fake, so that within a batch the blend is the
+        only difference between a real item and its fake (``p_fake`` does not apply). Without ``augment`` the
+        crops are taken in order: a fixed set where each crop appears once real and once fake.
+    mean, std : sequence of 3 floats
+        Normalisation, as :class:`PairedFaces`.
+
+    Items are ``(hq, lq, mask, label)``: float32 ``(3, S, S)`` twice, float32 ``(1, S, S)`` in {0, 1}, int64
+    scalar -- the same contract as :class:`PairedFaces`. :meth:`make` returns one item before
+    the tensor conversion, with the unbinarised blend weight and the settings used.
+    """
+
+    def __init__(
+        self,
+        reals: Sequence,
+        size: int = 299,
+        length: int = 512,
+        p_fake: float = 0.5,
+        p_part: float = 0.3,
+        p_other: float = 0.3,
+        p_whole: float = 0.5,
+        codec: str = "jpeg",
+        strength: tuple[int, int] | None = None,
+        seed: int = 0,
+        augment: bool = True,
+        paired: bool = False,
+        mean: Sequence[float] = XCEPTION_MEAN,
+        std: Sequence[float] = XCEPTION_STD,
+    ):
+        self.reals = [str(p) for p in reals]
+        if not self.reals:
+            raise ValueError("SelfBlendedPairs needs at least one real face crop; got none")
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        strength = CODECS[codec] if strength is None else tuple(int(s) for s in strength)
+        if len(strength) != 2 or strength[0] > strength[1]:
+            raise ValueError(f"strength must be a range (low, high) with low <= high, got {strength}")
+        probs = {"p_fake": p_fake, "p_part": p_part, "p_other": p_other, "p_whole": p_whole}
+        for name, p in probs.items():
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        if int(length) < 1 or int(size) < 8:
+            raise ValueError(f"length must be >= 1 and size >= 8, got {length} and {size}")
+        self.size, self.length = int(size), int(length)
+        self.p_fake, self.p_part, self.p_other, self.p_whole = (float(p) for p in probs.values())
+        self.codec, self.strength, self.seed = codec, strength, int(seed)
+        self.augment, self.paired = bool(augment), bool(paired)
+        self.transform = pair_transform(self.size, self.augment, mean, std)
+        self.sampler = StreamSampler(self.length)
+        self.counts = {"real": len(self.reals), "fake": 0}  # as PairedFaces: reals on disk, fakes made on the fly
+
+    @classmethod
+    def from_index(cls, index: pd.DataFrame, split: str = "train", **kwargs) -> SelfBlendedPairs:
+        """The stream over the real HQ crops of one split of a pair index (``label == 0``)."""
+        rows = index[(index["split"] == split) & (index["label"] == 0)]
+        if rows.empty:
+            raise ValueError(f"the pair index has no real faces in split {split!r} to self-blend")
+        return cls(rows["hq"].tolist(), **kwargs)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _real(self, path: str) -> np.ndarray:
+        img = read_image(path, "RGB").permute(1, 2, 0).numpy()  # errors name the file
+        if img.shape[0] != img.shape[1]:
+            raise ValueError(f"{path}: face crops must be square, got {img.shape[1]}x{img.shape[0]}")
+        return img
+
+    def _jitter(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Label-independent photometric augmentation of the real crop, before any blending."""
+        x = img.astype(np.float32)
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * rng.uniform(0.8, 1.2)  # saturation
+        x = (x - x.mean()) * rng.uniform(0.85, 1.15) + x.mean() + rng.uniform(-15, 15)  # contrast, brightness
+        out = Image.fromarray(np.clip(x.round(), 0, 255).astype(np.uint8))
+        if rng.random() < 0.3:
+            out = out.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.0) * img.shape[0] / 128))
+        return np.array(out)
+
+    def make(self, i: int) -> dict:
+        """Item ``i`` as arrays: ``hq``, ``lq`` uint8 (S0, S0, 3) at the crop's own side S0, ``weight`` float32
+        (S0, S0) (the blend weight, zeros for reals), ``label`` (0/1), ``source`` and ``donor`` (paths of the real
+        crop and, for fakes, of the crop blended into it), ``strength`` (the codec setting used) and ``params``
+        (:class:`~antiforge_lib.self_blend.BlendParams` as a dict, or None)."""
+        if int(i) < 0:
+            raise IndexError(f"item keys are non-negative integers, got {i}")
+        # In pairs, both items draw from the pair's generator: the same crop, augmentation and codec strength.
+        key = int(i) // 2 if self.paired else int(i)
+        rng = np.random.default_rng([self.seed, key])
+        pick = int(rng.integers(len(self.reals)))
+        if self.paired and not self.augment:  # a fixed set: the crops in order, each once real and once fake
+            pick = key % len(self.reals)
+        source = self.reals[pick]
+        img = self._real(source)
+        box = tuple(f * img.shape[0] for f in FACE_BOX)
+        if self.augment:
+            img = self._jitter(img, rng)
+            if rng.random() < self.p_whole:  # the donor's kind of change, everywhere: no boundary, still real
+                img = alter(img, box, draw_blend(rng))
+        strength = int(rng.integers(self.strength[0], self.strength[1] + 1))
+        fake = bool(int(i) % 2) if self.paired else bool(rng.random() < self.p_fake)
+        item = dict(label=int(fake), source=source, donor=None, params=None)
+        weight = np.zeros(img.shape[:2], np.float32)
+        if fake:
+            params = draw_blend(rng, part=bool(rng.random() < self.p_part))
+            donor = None
+            if rng.random() < self.p_other:
+                item["donor"] = self.reals[int(rng.integers(len(self.reals)))]
+                donor = self._real(item["donor"])
+                donor = self._jitter(donor, rng) if self.augment else donor
+            img, weight, _ = self_blend(img, box, params, source=donor)
+            item["donor"], item["params"] = item["donor"] or source, asdict(params)
+        return dict(hq=img, lq=compress(img, self.codec, strength), weight=weight, strength=strength, **item)
+
+    def __getitem__(self, i: int):
+        item = self.make(i)
+        hq, lq = (torch.from_numpy(np.array(item[k])).permute(2, 0, 1) for k in ("hq", "lq"))
+        mask = torch.from_numpy((item["weight"] > MASK_THRESHOLD).astype(np.uint8) * 255)[None]
+        # The random crop and flip draw from torch's generator: seed it from the item key, so that an item is the
+        # same in any worker process and on any run.
+        with torch.random.fork_rng(devices=[]):
+            key = int(i) // 2 if self.paired else int(i)  # a pair shares its crop and flip
+            torch.manual_seed(int(np.random.default_rng([self.seed, key, 1]).integers(2**62)))
+            hq, lq, mask = self.transform(hq, lq, mask)
+        return hq, lq, mask, torch.tensor(item["label"], dtype=torch.int64)
+
+
+def self_blend_dataloaders(
+    index: pd.DataFrame,
+    size: int = 299,
+    bs: int = 32,
+    num_workers=None,
+    seed: int = 0,
+    device=None,
+    length: int = 512,
+    **stream,
+):
+    """fastai ``DataLoaders`` that train on self-blended pairs made from the "train" split's real crops.
+
+    Validation and test are the cached pairs of the "val" and "test" splits, as :func:`pair_dataloaders` serves
+    them; when the "val" split has no fakes (a cache of real faces only, :func:`antiforge_lib.pairs.prepare_faces`),
+    validation is a fixed set made from its real crops instead: each crop once as it is and once self-blended,
+    without augmentation, the same for every epoch and every training seed.
+
+    ``length`` is the number of training items per epoch; ``stream`` goes to :class:`SelfBlendedPairs` (``codec``,
+    ``strength``, ``p_part``, ``paired``, ...). The cached fakes of the training split are not used. Batches are
+    ``(hq, lq, mask, label)``, as :func:`pair_dataloaders` gives them.
+    """
+    train = SelfBlendedPairs.from_index(index, "train", size=size, length=length, seed=seed, **stream)
+    valid = None
+    val = index[index["split"] == "val"]
+    if len(val) and not (val["label"] == 1).any():
+        opts = {k: v for k, v in stream.items() if k in ("codec", "strength", "p_part", "p_other")}
+        n = int((val["label"] == 0).sum())
+        valid = SelfBlendedPairs.from_index(
+            index, "val", size=size, length=2 * n, seed=VAL_SEED, augment=False, paired=True, **opts
+        )
+    return pair_dataloaders(
+        index, size=size, bs=bs, num_workers=num_workers, seed=seed, device=device, train=train, valid=valid
+    )
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float] = XCEPTION_MEAN, std: Sequence[float] = XCEPTION_STD):

@@ -48,6 +48,7 @@ __all__ = [
     "Detection",
     "detect",
     "load_detector",
+    "save_detector",
     "model_kind",
 ]
 
@@ -423,6 +424,23 @@ def _kind_from_state(state: Mapping) -> tuple[str, bool]:
     raise ValueError("its weights are not those of a TwoBranchNet or SingleBranchNet")
 
 
+def save_detector(model: torch.nn.Module, config, path, epoch: int | None = None) -> Path:
+    """Write ``detector.pth``: the weights (on the CPU) and the config that rebuilds the net, for :func:`load_detector`.
+
+    ``config`` is a :class:`~antiforge_lib.learner.TrainConfig` or its dict (the CLI adds ``model`` and
+    ``train_on``); ``epoch`` is the epoch the weights come from. Same layout as a checkpoint of
+    :func:`antiforge_lib.callbacks.save_checkpoint`, without optimizer or callback state; written atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    config = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": state, "opt": None, "callbacks": {}, "epoch": epoch, "config": config}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def load_detector(checkpoint_path, device=None) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained detector from a checkpoint of :func:`antiforge_lib.callbacks.save_checkpoint`.
 
@@ -444,7 +462,8 @@ def load_detector(checkpoint_path, device=None) -> tuple[torch.nn.Module, dict]:
         ``attention`` are filled in from the weights when absent).
 
     The net's type, its head (classifier or not) and its attention layers are read from the weights themselves;
-    ``backbone`` and ``split`` come from the config. No pretrained weights are downloaded.
+    ``backbone``, ``split`` and ``stem`` (a fixed filter, absent from the weights) come from the config. No
+    pretrained weights are downloaded.
     """
     path = Path(checkpoint_path)
     if path.is_dir():
@@ -475,12 +494,15 @@ def load_detector(checkpoint_path, device=None) -> tuple[torch.nn.Module, dict]:
     if config.get("model") not in (None, kind):
         raise ValueError(f"{path}: config says model {config['model']!r} but the weights are a {kind} net")
     config["model"], config["attention"] = kind, attention
-    backbone, split = config["backbone"], config["split"]
-    if kind == "two-branch":
-        model = TwoBranchNet(backbone, split, pretrained=False, attention=attention)
-    else:
-        head = "ce" if kind == "single-ce" else "metric"
-        model = SingleBranchNet(backbone, split, head=head, attention=attention, pretrained=False)
+    backbone, split, stem = config["backbone"], config["split"], config.get("stem")
+    try:
+        if kind == "two-branch":
+            model = TwoBranchNet(backbone, split, pretrained=False, attention=attention, stem=stem)
+        else:
+            head = "ce" if kind == "single-ce" else "metric"
+            model = SingleBranchNet(backbone, split, head=head, attention=attention, pretrained=False, stem=stem)
+    except ValueError as e:
+        raise ValueError(f"{path}: cannot rebuild its network: {e}") from e
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -37,20 +37,28 @@ from .callbacks import (
     MixedPrecision,
     SaveBestModel,
     SelectInput,
+    SetEpoch,
     plot_loss_breakdown,
 )
+from .data import pair_dataloaders, self_blend_dataloaders
 from .losses import AntiCompressionLoss, attention_loss, metric_loss
 from .metrics import CE_THRESHOLD, AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, metric_threshold
-from .models import SingleBranchNet, TwoBranchNet, splitter
+from .models import STEMS, SingleBranchNet, TwoBranchNet, splitter
+from .self_blend import CODECS
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.torch_core import set_seed
 
+SCHEDULES = ("constant", "one_cycle")
+
 __all__ = [
     "TrainConfig",
+    "make_dataloaders",
+    "fit",
     "TwoBranchLoss",
     "SingleBranchLoss",
     "anticompression_learner",
@@ -80,6 +88,14 @@ class TrainConfig:
     Critic (WGAN-GP, not given in the paper): ``n_critic`` critic steps per detector step (1: the term is a mild
     regulariser at lambda_1 = 0.001, and WGAN-GP's usual 5 would dominate the cost), ``critic_lr`` (Adam, betas
     (0.5, 0.9)), ``gp_weight`` (10, WGAN-GP's default).
+
+    Demo recipe (none of it in the paper; the ``"demo"`` preset's choices for a CPU and no pretrained weights):
+    ``stem`` ("highpass": a fixed difference-of-Gaussians filter before each head,
+    :class:`~antiforge_lib.models.HighPass`),
+    ``self_blend`` (train on fakes made on the fly from the training split's real faces,
+    :class:`~antiforge_lib.data.SelfBlendedPairs`, instead of its cached fakes), ``items_per_epoch`` (items of
+    that stream per epoch), ``lq_codec`` (the stream's LQ codec, "jpeg" or "h264"), ``schedule`` ("constant": plain
+    Adam, as the paper; "one_cycle": fastai's one-cycle schedule peaking at ``lr``).
 
     Hardware: ``mixed_precision`` ("bf16", "fp16" or None) and ``channels_last`` apply on CUDA only;
     ``compile`` runs ``torch.compile`` on the model in place (``nn.Module.compile``: the state-dict keys stay the
@@ -113,16 +129,36 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     seed: int = 0
+    stem: str | None = None
+    self_blend: bool = False
+    items_per_epoch: int = 512
+    lq_codec: str = "jpeg"
+    schedule: str = "constant"
 
     PRESETS = {
         "paper": {},
-        # CPU-sized: a small backbone cut so the heads keep a 4x4 map at 64 px; larger lr for few steps.
-        "demo": dict(backbone="resnet18", split="layer3", size=64, batch_size=16, lr=1e-3, epochs=2, patience=None),
+        # Sized for two CPU cores and no pretrained weights (see Chapter 7): a small RegNet cut so that the heads keep
+        # a 16x16 map at 128 px, a fixed high-pass stem, fakes made on the fly from real faces, one-cycle Adam, no
+        # critic (its gradient penalty costs a second backward pass, for a term weighted 0.001; `make bench`).
+        "demo": dict(
+            backbone="regnetx_002",
+            split="s3",
+            size=128,
+            batch_size=32,
+            lr=3e-3,
+            epochs=4,
+            patience=None,
+            gan=False,
+            stem="highpass",
+            self_blend=True,
+            items_per_epoch=2560,
+            schedule="one_cycle",
+        ),
     }
 
     @classmethod
     def preset(cls, name: str, **overrides) -> TrainConfig:
-        """``"paper"`` (the defaults) or ``"demo"`` (resnet18/layer3, 64 px, batch 16, lr 1e-3, 2 epochs)."""
+        """``"paper"`` (the defaults) or ``"demo"`` (the CPU recipe of the book: :attr:`PRESETS` ["demo"])."""
         if name not in cls.PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(cls.PRESETS)}")
         return cls(**{**cls.PRESETS[name], **overrides})
@@ -132,6 +168,14 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
         if self.pretrained and self.weights is not None:
             raise ValueError("give pretrained=True or weights=, not both")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.stem is not None and self.stem not in STEMS:
+            raise ValueError(f"stem must be None or one of {STEMS}, got {self.stem!r}")
+        if self.lq_codec not in CODECS:
+            raise ValueError(f"lq_codec must be one of {sorted(CODECS)}, got {self.lq_codec!r}")
+        if self.items_per_epoch < 1:
+            raise ValueError(f"items_per_epoch must be at least 1, got {self.items_per_epoch}")
 
     @property
     def threshold(self) -> float:
@@ -213,12 +257,41 @@ class SingleBranchLoss(nn.Module):
 # Learner builders
 
 
+def make_dataloaders(index, config: TrainConfig, num_workers=None, device=None):
+    """The loaders ``config`` trains on: the cached pairs of ``index`` (:func:`~antiforge_lib.data.pair_dataloaders`),
+    or with ``config.self_blend`` the stream made from its real training faces
+    (:func:`~antiforge_lib.data.self_blend_dataloaders`). Validation and test are the cached pairs either way
+    (a cache of real faces only validates on fixed self-blends). ``num_workers``: loader processes (default as
+    ``pair_dataloaders``); ``device``: where batches go (default CUDA if available).
+    """
+    common = dict(size=config.size, bs=config.batch_size, num_workers=num_workers, seed=config.seed, device=device)
+    if not config.self_blend:
+        return pair_dataloaders(index, **common)
+    return self_blend_dataloaders(index, length=config.items_per_epoch, codec=config.lq_codec, **common)
+
+
+def fit(learn: Learner, n_epoch: int | None = None, start_epoch: int = 0, **kwargs) -> Learner:
+    """Train ``learn`` as its config says: ``learn.fit`` at the constant ``lr`` (the paper's Adam), or
+    ``learn.fit_one_cycle`` peaking at ``lr`` (``schedule="one_cycle"``). ``n_epoch`` defaults to ``config.epochs``;
+    ``start_epoch`` skips finished epochs (fastai replays the one-cycle schedule to the right point)."""
+    config = getattr(learn, "train_config", None)
+    if config is None:  # a Learner built by hand: fastai's own loop
+        learn.fit(n_epoch, start_epoch=start_epoch, **kwargs)
+        return learn
+    n_epoch = config.epochs if n_epoch is None else n_epoch
+    if config.schedule == "one_cycle":
+        learn.fit_one_cycle(n_epoch, lr_max=config.lr, start_epoch=start_epoch, **kwargs)
+    else:
+        learn.fit(n_epoch, lr=config.lr, start_epoch=start_epoch, **kwargs)
+    return learn
+
+
 def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     return (config or TrainConfig()).replace(**overrides)
 
 
 def _common_cbs(config: TrainConfig, on_cuda: bool, checkpoint, save_best: bool) -> list:
-    cbs = []
+    cbs = [SetEpoch()]
     if config.patience is not None:
         # The paper's rule: stop when the validation loss stops falling; the best epoch's weights are kept.
         cbs.append(EarlyStopping(monitor="valid_loss", patience=config.patience))
@@ -286,7 +359,9 @@ def anticompression_learner(
     """
     config = _config(config, overrides)
     set_seed(config.seed)
-    model = TwoBranchNet(config.backbone, config.split, config.pretrained, config.attention, config.weights)
+    model = TwoBranchNet(
+        config.backbone, config.split, config.pretrained, config.attention, config.weights, stem=config.stem
+    )
     own = [LossBreakdown()]
     if config.gan and config.lambda_gan > 0:
         own.append(
@@ -359,7 +434,9 @@ def single_branch_learner(
     """
     config = _config(config, overrides)
     set_seed(config.seed)
-    model = SingleBranchNet(config.backbone, config.split, head, attention, config.pretrained, config.weights)
+    model = SingleBranchNet(
+        config.backbone, config.split, head, attention, config.pretrained, config.weights, stem=config.stem
+    )
     threshold = CE_THRESHOLD if head == "ce" else config.threshold
     names = ("ce",) if head == "ce" else ("metric",)
     names += ("attention", "total") if attention else ("total",)

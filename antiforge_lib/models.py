@@ -35,6 +35,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "STEMS",
+    "HighPass",
     "TwoBranchNet",
     "SingleBranchNet",
     "Discriminator",
@@ -277,6 +279,60 @@ def split_backbone(
     return head, tail, v.shape[1], model.num_features
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# A fixed high-pass stem (not in the paper; the demo preset's choice)
+
+#: Stems that :class:`TwoBranchNet` and :class:`SingleBranchNet` can put in front of each head.
+STEMS = ("highpass",)
+
+
+class HighPass(nn.Module):
+    """A fixed difference-of-Gaussians filter: ``gain * (x - G_sigma * x)`` per channel; no trainable parameters.
+
+    Images (B, 3, H, W) -> high-pass residuals (B, 3, H, W), same size (zero padding). Subtracting the Gaussian blur
+    removes what varies slowly across the face -- skin tone, lighting, the shape of the face, much of what makes a
+    person recognisable -- and keeps edges, texture, noise and compression artefacts, which is where a blend
+    boundary or a resampled region shows. A network trained from random weights on a handful of people then has
+    less to memorise them by. The Gaussian is ``2 * round(3 sigma) + 1`` taps wide, normalised to sum 1; the kernel
+    is a buffer that is not saved in state dicts (a constant, rebuilt with the module).
+
+    Parameters
+    ----------
+    sigma : float, default=2.0
+        Width of the Gaussian in input pixels (2 px at the demo's 128 px input).
+    gain : float, default=2.0
+        Scale of the residuals, which are small next to the image.
+    """
+
+    def __init__(self, sigma: float = 2.0, gain: float = 2.0):
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        radius = int(round(3 * sigma))
+        r = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        g = torch.exp(-(r**2) / (2 * sigma**2))
+        g = g / g.sum()
+        kernel = -torch.outer(g, g)
+        kernel[radius, radius] += 1  # identity minus blur
+        self.register_buffer("weight", (gain * kernel).expand(3, 1, -1, -1).contiguous(), persistent=False)
+        self.sigma, self.gain = sigma, gain
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.conv2d(x, self.weight.to(x.dtype), padding=self.weight.shape[-1] // 2, groups=3)
+
+    def extra_repr(self) -> str:
+        return f"sigma={self.sigma}, gain={self.gain}"
+
+
+def _with_stem(head: nn.Sequential, stem: str | None) -> nn.Sequential:
+    if stem is None:
+        return head
+    if stem not in STEMS:
+        raise ValueError(f"stem must be None or one of {STEMS}, got {stem!r}")
+    # Its own name: a timm model may already have a child called "stem" (regnet does).
+    return nn.Sequential(OrderedDict([("highpass", HighPass()), *head.named_children()]))
+
+
 def _attention_layer(channels: int) -> nn.Sequential:
     """Conv (C -> 1, 3x3, padding 1) + Sigmoid: one map in [0, 1] per image, same h x w as ``V``.
 
@@ -296,10 +352,10 @@ def _check_images(x: Tensor, name: str) -> None:
 class _Branched(nn.Module):
     """Shared construction and per-branch forward of the two nets."""
 
-    def _build(self, backbone, split, pretrained, weights) -> nn.Sequential:
+    def _build(self, backbone, split, pretrained, weights, stem=None) -> nn.Sequential:
         head, self.tail, self.feature_channels, self.embed_dim = split_backbone(backbone, split, pretrained, weights)
-        self.backbone, self.split = backbone, split
-        return head
+        self.backbone, self.split, self.stem = backbone, split, stem
+        return _with_stem(head, stem)
 
     def _branch(self, head: nn.Module, attention: nn.Module | None, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         v = head(x)
@@ -324,12 +380,15 @@ class TwoBranchNet(_Branched):
         Insert the attention layers; False gives ``V' = V`` and ``m_*`` = None.
     weights : path or state dict, optional
         Local timm state dict to start from instead of ``pretrained`` (offline).
+    stem : {None, "highpass"}, default=None
+        ``"highpass"`` puts a fixed :class:`HighPass` filter first in each head (not in the paper; the demo
+        preset's choice for training from random weights on a handful of people).
 
     Attributes
     ----------
     head_hq, head_lq : nn.Sequential
-        Backbone stages before ``split``; separate parameters, same initial values (both start from the
-        backbone, as in the paper). Images (B, 3, H, W) -> V (B, C, h, w).
+        Backbone stages before ``split`` (after the stem, if any); separate parameters, same initial values (both
+        start from the backbone, as in the paper). Images (B, 3, H, W) -> V (B, C, h, w).
     attention_hq, attention_lq : nn.Sequential or None
         3x3 conv C -> 1 then Sigmoid: V -> M (B, 1, h, w) in [0, 1].
     tail : nn.Sequential
@@ -347,9 +406,10 @@ class TwoBranchNet(_Branched):
         pretrained: bool = False,
         attention: bool = True,
         weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+        stem: str | None = None,
     ):
         super().__init__()
-        self.head_hq = self._build(backbone, split, pretrained, weights)
+        self.head_hq = self._build(backbone, split, pretrained, weights, stem)
         self.head_lq = copy.deepcopy(self.head_hq)
         self.attention_hq = _attention_layer(self.feature_channels) if attention else None
         self.attention_lq = _attention_layer(self.feature_channels) if attention else None
@@ -392,7 +452,7 @@ class SingleBranchNet(_Branched):
 
     Parameters
     ----------
-    backbone, split, pretrained, weights
+    backbone, split, pretrained, weights, stem
         As in :class:`TwoBranchNet`.
     head : {"metric", "ce"}, default="metric"
         ``"metric"``: output the embedding only (for the metric loss, eq. 6). ``"ce"``: add a Linear(d, 2)
@@ -419,12 +479,13 @@ class SingleBranchNet(_Branched):
         attention: bool = False,
         pretrained: bool = False,
         weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+        stem: str | None = None,
     ):
         if head not in ("metric", "ce"):
             raise ValueError(f"head must be 'metric' or 'ce', got {head!r}")
         super().__init__()
         self.head_type = head
-        self.head = self._build(backbone, split, pretrained, weights)
+        self.head = self._build(backbone, split, pretrained, weights, stem)
         self.attention = _attention_layer(self.feature_channels) if attention else None
         self.classifier = nn.Linear(self.embed_dim, 2) if head == "ce" else None
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["INDEX_COLUMNS", "load_index"]
+__all__ = ["INDEX_COLUMNS", "MASK_THRESHOLD", "load_index"]
+
+#: A mask pixel counts as manipulated when its grey level / 255 exceeds this (the paper's 0.1, Sec. 4.2).
+MASK_THRESHOLD = 0.1
 
 INDEX_COLUMNS = ["split", "method", "video", "frame", "label", "hq", "lq", "mask", "x0", "y0", "x1", "y1"]
 

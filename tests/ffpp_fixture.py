@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from antiforge_lib.faces import detect_face
-from antiforge_lib.sample_ffpp import self_blend
+from antiforge_lib.sample_ffpp import self_blend_video
 from antiforge_lib.samples import face_image
 from antiforge_lib.video import encode_video
 
@@ -36,7 +36,7 @@ def write_tree(root: Path, method: str = "SelfBlend") -> dict:
         for a, b in pairs:
             for t, s in ((a, b), (b, a)):
                 boxes = np.array([detect_face(f) or (np.nan,) * 4 for f in reals[t]], dtype=float)
-                fake, mask = self_blend(reals[t], boxes, rng)
+                fake, mask = self_blend_video(reals[t], boxes, rng)
                 for lv, sub in (("c0", "raw"), ("c23", "c23"), ("c40", "c40")):
                     encode_video(fake, root / "manipulated_sequences" / method / sub / "videos" / f"{t}_{s}.mp4", lv)
                 grey = np.repeat((mask * 255).round().astype(np.uint8)[..., None], 3, axis=3)

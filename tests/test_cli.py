@@ -19,7 +19,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 PROVENANCE = {"command", "config", "commit", "torch", "device", "date"}
 METRICS = {"ACC", "AUC", "TAR@0.1%", "TAR@0.01%", "PBCA", "video_AUC", "n_real", "n_fake"}
-TINY = ["--preset", "demo", "--set", "size=32", "--set", "batch_size=4", "--workers", "0", "--quiet"]
+TINY = [
+    "--preset",
+    "demo",
+    "--set",
+    "size=32",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "items_per_epoch=16",
+    "--workers",
+    "0",
+]
+TINY += ["--quiet"]
 
 
 def run(argv, capsys):
@@ -95,12 +107,44 @@ def test_prepare_sample_wires_the_defaults(monkeypatch, tmp_path, capsys):
     assert (calls["hq"], calls["lq"], calls["frames_per_video"], calls["size"]) == ("c23", "c40", 16, 128)
 
 
+def test_prepare_videos_then_train_on_real_faces_alone(tmp_path, capsys):
+    # A class's own real videos: crop them, train the demo recipe on self-blends of them, detect with the result.
+    from ffpp_fixture import real_clip
+
+    from antiforge_lib.video import encode_video
+
+    videos = tmp_path / "videos"
+    for k in range(3):
+        encode_video(real_clip(k), videos / f"student{k}.mp4", "c23")
+    cache = tmp_path / "faces"
+    argv = ["prepare", "--videos", videos, "--out", cache, "--frames", "4", "--size", "32", "--val", "student2.mp4"]
+    rc, out, err = run([*argv, "--workers", "1", "--quiet", "--results", tmp_path / "p.json"], capsys)
+    assert rc == 0, err
+    index = load_index(cache)
+    assert set(index.split) == {"train", "val"} and (index.label == 0).all()
+    assert set(index[index.split == "val"].video) == {"student2"}
+    assert "antiforge train --pairs" in out and results(tmp_path / "p.json")["config"]["source"] == "videos"
+    run_dir = tmp_path / "run"
+    rc, out, err = run(["train", "--pairs", cache, "--out", run_dir, *TINY, "--epochs", "1"], capsys)
+    assert rc == 0, err
+    res = results(next(run_dir.glob("train-*.json")))
+    # Validation on a real-only cache: each held-out crop once as it is, once self-blended.
+    assert res["metrics"]["n_real"] == res["metrics"]["n_fake"] == (index.split == "val").sum()
+    model, config = load_detector(run_dir)
+    assert config["stem"] == "highpass" and model.head_lq[0].__class__.__name__ == "HighPass"
+    rc, _, err = run(["prepare", "--videos", videos, "--out", tmp_path / "x", "--val", "nobody.mp4"], capsys)
+    assert rc == 2 and "nobody" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run(["prepare", "--sample", "--val", "a.mp4"], capsys)
+    assert rc == 2 and "--val goes with --videos" in err
+
+
 def test_train_results_json(trained):
     out, _, _, first, _ = trained
     assert PROVENANCE <= set(first) and "metrics" in first
     assert first["command"].startswith("antiforge train --pairs")
     cfg = first["config"]
-    assert (cfg["size"], cfg["batch_size"], cfg["epochs"], cfg["backbone"]) == (32, 4, 1, "resnet18")
+    assert (cfg["size"], cfg["batch_size"], cfg["epochs"], cfg["backbone"]) == (32, 4, 1, "regnetx_002")
+    assert cfg["self_blend"] and cfg["stem"] == "highpass" and cfg["schedule"] == "one_cycle"
     assert cfg["model"] == "two-branch"
     assert METRICS <= set(first["metrics"]) and 0 <= first["metrics"]["AUC"] <= 1
     assert first["run"]["epochs_run"] == [0] and first["run"]["best_epoch"] == 0

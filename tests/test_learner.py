@@ -4,6 +4,7 @@ import copy
 import warnings
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -14,14 +15,16 @@ from antiforge_lib.callbacks import (
     EarlyStopping,
     LossBreakdown,
     SaveBestModel,
+    ScoreEachEpoch,
     epoch_skipped,
     load_checkpoint,
     plot_loss_breakdown,
     resume,
     save_checkpoint,
 )
-from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
-from antiforge_lib.metrics import FewNegativesWarning
+from antiforge_lib.data import PairedFaces, SelfBlendedPairs
+from antiforge_lib.learner import TrainConfig, anticompression_learner, fit, make_dataloaders, single_branch_learner
+from antiforge_lib.metrics import FewNegativesWarning, evaluate
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -47,7 +50,9 @@ def tiny_dls(n=16, bs=8, seed=0):
 
 
 def demo(**overrides):
-    return TrainConfig.preset("demo", size=SIZE, batch_size=8, **overrides)
+    """A small two-branch config with the paper's method switches (critic on, constant Adam) for fast tests."""
+    small = dict(backbone="resnet18", split="layer3", size=SIZE, batch_size=8, lr=1e-3, epochs=2, patience=None)
+    return TrainConfig(**{**small, **overrides})
 
 
 def quiet(learn):
@@ -91,11 +96,17 @@ def test_config_defaults_are_the_papers():
 
 def test_config_overrides_and_demo_preset():
     d = TrainConfig.preset("demo")
-    assert d.backbone == "resnet18" and d.size <= 64 and d.epochs <= 2 and d.batch_size <= 16
-    assert d.lambda_gan == 0.001  # the preset only shrinks the run, not the method
+    # The CPU recipe of Chapter 7: a small net with a high-pass stem, self-blended pairs, one-cycle, no critic.
+    assert (d.backbone, d.size, d.stem, d.schedule) == ("regnetx_002", 128, "highpass", "one_cycle")
+    assert d.self_blend and not d.gan and d.patience is None
+    # ... and the paper's losses: weights and radii unchanged.
+    assert (d.lambda_at, d.lambda_pair, d.r_minus, d.r_plus) == (1.0, 0.1, 0.1, 18.0)
     assert TrainConfig(lr=3e-4).lr == 3e-4
     assert d.replace(epochs=5).epochs == 5 and d.epochs != 5
-    assert d.to_dict()["backbone"] == "resnet18"
+    assert d.to_dict()["backbone"] == "regnetx_002"
+    for bad in (dict(schedule="cosine"), dict(stem="sobel"), dict(lq_codec="webp"), dict(items_per_epoch=0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)
     with pytest.raises(TypeError):
         d.replace(no_such_field=1)
     with pytest.raises(ValueError):
@@ -365,3 +376,127 @@ def test_critic_scores_both_orders_in_one_call_as_two_separate_calls():
     d_a, d_b = cb._scores(a, b)
     torch.testing.assert_close(d_a, cb.critic(a), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(d_b, cb.critic(b), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The demo recipe's pieces: one-cycle through fit(), the epoch a sampler sees, a learning curve
+
+
+class LRLog(Callback):
+    order = 99
+
+    def before_fit(self):
+        self.lrs = []
+
+    def after_batch(self):
+        if self.training:
+            self.lrs.append(self.opt.hypers[-1]["lr"])
+
+
+def test_fit_follows_the_schedule_of_the_config():
+    constant = quiet(anticompression_learner(tiny_dls(), demo(gan=False), cbs=[LRLog()]))
+    fit(constant, 2)
+    assert set(constant.lr_log.lrs) == {1e-3}
+    cycled = quiet(anticompression_learner(tiny_dls(n=32), demo(gan=False, schedule="one_cycle"), cbs=[LRLog()]))
+    fit(cycled, 2)
+    # One cycle (Smith 2018, as fastai does it): cosine from lr / 25 up to lr over the first 25 % of the steps,
+    # then cosine down to lr / 1e5; step k of N sees position k / N.
+    n, lr = len(cycled.lr_log.lrs), 1e-3
+
+    def cos(a, b, t):
+        return a + (b - a) * (1 - np.cos(np.pi * t)) / 2
+
+    expected = [
+        cos(lr / 25, lr, p / 0.25) if p < 0.25 else cos(lr, lr / 1e5, (p - 0.25) / 0.75) for p in np.arange(n) / n
+    ]
+    assert n == 8 and np.allclose(cycled.lr_log.lrs, expected, rtol=1e-6)
+
+
+def test_resumed_one_cycle_run_equals_an_unbroken_one(tmp_path):
+    cfg = demo(gan=False, schedule="one_cycle", epochs=2)
+    unbroken = quiet(anticompression_learner(tiny_dls(), cfg, cbs=[LRLog()]))
+    fit(unbroken)
+    path = tmp_path / "ckpt.pth"
+    first = quiet(anticompression_learner(tiny_dls(), cfg, checkpoint=path))
+    fit(first, 2, cbs=[CancelAfterFirstEpoch()])  # "killed" after epoch 0
+    second = quiet(anticompression_learner(tiny_dls(), cfg, checkpoint=path, cbs=[LRLog()]))
+    resume(second, path, n_epoch=2)
+    half = len(unbroken.lr_log.lrs) // 2
+    assert np.allclose(second.lr_log.lrs, unbroken.lr_log.lrs[half:])  # the schedule picks up where it was
+
+
+class CancelAfterFirstEpoch(Callback):
+    order = 99
+
+    def after_epoch(self):
+        from fastai.callback.core import CancelFitException
+
+        raise CancelFitException()
+
+
+class KeyedSampler(torch.utils.data.Sampler):
+    """Records the epochs it is told, like StreamSampler and DistributedSampler."""
+
+    def __init__(self, n):
+        self.n, self.told = n, []
+
+    def set_epoch(self, epoch):
+        self.told.append(epoch)
+
+    def __iter__(self):
+        return iter(range(self.n))
+
+    def __len__(self):
+        return self.n
+
+
+def test_set_epoch_reaches_the_training_sampler(tmp_path):
+    base = tiny_dls()
+    sampler = KeyedSampler(len(base.train.dataset))
+    train = torch.utils.data.DataLoader(base.train.dataset, batch_size=8, sampler=sampler)
+    learn = quiet(anticompression_learner(DataLoaders(train, base.valid, device="cpu"), demo(gan=False)))
+    learn.fit(3)
+    assert sampler.told == [0, 1, 2]
+    path = tmp_path / "c.pth"
+    learn = quiet(
+        anticompression_learner(DataLoaders(train, base.valid, device="cpu"), demo(gan=False), checkpoint=path)
+    )
+    learn.fit(1)
+    sampler.told = []
+    again = quiet(
+        anticompression_learner(DataLoaders(train, base.valid, device="cpu"), demo(gan=False), checkpoint=path)
+    )
+    resume(again, path, n_epoch=3)
+    assert sampler.told == [1, 2]  # a resumed run asks for the epochs it runs, not from 0
+
+
+def test_score_each_epoch_records_a_learning_curve_that_matches_evaluate():
+    dls = tiny_dls()
+    score = ScoreEachEpoch({"val": dls.valid})
+    learn = quiet(anticompression_learner(dls, demo(gan=False), cbs=[score]))
+    untrained = evaluate(learn.model, dls.valid)
+    learn.fit(2)
+    assert [r["epoch"] for r in score.rows] == [-1, 0, 1]
+    assert score.rows[0]["val_AUC"] == pytest.approx(untrained.AUC.iloc[0])
+    assert score.rows[-1]["val_AUC"] == pytest.approx(evaluate(learn.model, dls.valid).AUC.iloc[0])
+    learn.validate()  # fastai's validate() fires before_fit/after_epoch too: nothing is recorded
+    assert len(score.rows) == 3
+
+
+def test_make_dataloaders_follows_self_blend(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for k in range(4):
+        p = tmp_path / f"{k}.png"
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    zero = tmp_path / "z.png"
+    Image.new("L", (32, 32)).save(zero)
+    rows = [dict(split=s, method="original", video=str(k), frame=0, label=0, hq=p, lq=p, mask=str(zero))
+            for k, (s, p) in enumerate(zip(["train", "train", "val", "test"], paths, strict=True))]  # fmt: skip
+    index = pd.DataFrame(rows)
+    stream = make_dataloaders(index, demo(self_blend=True, items_per_epoch=8), num_workers=0, device="cpu")
+    assert isinstance(stream.train.dataset, SelfBlendedPairs) and len(stream.train.dataset) == 8
+    cached = make_dataloaders(index, demo(), num_workers=0, device="cpu")
+    assert isinstance(cached.train.dataset, PairedFaces)

@@ -4,6 +4,7 @@ import socket
 import time
 import urllib.error
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -14,6 +15,7 @@ from antiforge_lib import models
 from antiforge_lib.models import (
     BranchOutput,
     Discriminator,
+    HighPass,
     SingleBranchNet,
     TwoBranchNet,
     TwoBranchOutput,
@@ -401,3 +403,31 @@ def test_outputs_survive_fastai_rebuilding():
     batches = [to_detach(net(torch.randn(b, 3, 32, 32), torch.randn(b, 3, 32, 32))) for b in (2, 1)]
     both = to_concat(batches)
     assert isinstance(both, TwoBranchOutput) and both.c_hq.shape == (3, 512) and both.m_lq.shape == (3, 1, 2, 2)
+
+
+def test_highpass_stem_is_image_minus_gaussian_blur():
+    from scipy.ndimage import gaussian_filter
+
+    from antiforge_lib.models import HighPass
+
+    x = torch.rand(2, 3, 40, 36, generator=torch.Generator().manual_seed(0))
+    hp = HighPass(sigma=2.0, gain=2.0)
+    # scipy's Gaussian: 13 taps (truncate 3 sigma), normalised, zero padding (mode "constant").
+    blur = gaussian_filter(x.numpy().astype(np.float64), sigma=(0, 0, 2.0, 2.0), truncate=3.0, mode="constant")
+    expected = 2.0 * (x.numpy() - blur)
+    assert np.allclose(hp(x).numpy(), expected, atol=1e-5)
+    assert not list(hp.parameters()) and "weight" not in hp.state_dict()
+    flat = torch.full((1, 3, 32, 32), 0.7)
+    assert hp(flat)[..., 8:-8, 8:-8].abs().max() < 1e-6  # a constant image has no high frequencies
+
+
+def test_highpass_stem_goes_first_in_each_head():
+    net = TwoBranchNet("regnetx_002", "s3", stem="highpass")
+    assert isinstance(net.head_hq[0], HighPass) and isinstance(net.head_lq[0], HighPass)
+    assert net.head_hq[1] is not None and "stem" in dict(net.head_hq.named_children())  # timm's own stem is kept
+    # The filter is a constant, not saved: the state dict is the plain net's (the config records the stem).
+    assert set(net.state_dict()) == set(TwoBranchNet("regnetx_002", "s3").state_dict())
+    out = net(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+    assert out.c_lq.shape == (2, net.embed_dim)
+    with pytest.raises(ValueError, match="stem must be None or one of"):
+        TwoBranchNet("resnet18", "layer3", stem="sobel")

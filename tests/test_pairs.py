@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ffpp_fixture import FRAMES, write_tree
+from ffpp_fixture import FRAMES, real_clip, write_tree
 from PIL import Image
 
 from antiforge_lib import faces, ffpp, pairs
 from antiforge_lib.jpeg import psnr
 from antiforge_lib.samples import face_image
-from antiforge_lib.video import read_video
+from antiforge_lib.video import encode_video, read_video
 
 # FF++'s own split files: a copy lies in the shared folder beside the clone (not committed here).
 SHARED_SPLITS = Path(
@@ -265,14 +265,75 @@ def test_two_processes_preparing_one_cache_at_once(tree, tmp_path):
 
 
 def test_pairs_module_and_index_reader_do_not_import_torch():
-    # prepare_pairs' worker processes import this module; with torch in its imports each worker spent
-    # ~6 s starting, and 2 workers were no faster than 1 on the embedded sample.
+    # prepare_pairs' and build_sample_ffpp's worker processes import these modules; with torch in its imports each
+    # worker spent ~6 s starting, and 2 workers were no faster than 1 on the embedded sample.
     import subprocess
     import sys
 
     code = (
-        "import sys, antiforge_lib.pairs, antiforge_lib.pair_index; "
+        "import sys, antiforge_lib.pairs, antiforge_lib.pair_index, antiforge_lib.sample_ffpp; "
+        "import antiforge_lib.self_blend; "
         "print(sorted(m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_fake_frames_the_manipulation_left_alone_are_not_forgeries(tree, tmp_path):
+    # A "fake" whose frames equal the real ones and whose mask is empty (e.g. the manipulation found no face there)
+    # is no forgery: its rows are left out and counted, not labelled fake.
+    copy = tmp_path / "tree"
+    shutil.copytree(tree, copy)
+    fakes = copy / "manipulated_sequences/SelfBlend"
+    for lv in ("raw", "c23", "c40"):
+        shutil.copy(copy / f"original_sequences/youtube/{lv}/videos/000.mp4", fakes / lv / "videos/000_001.mp4")
+    black = np.zeros((FRAMES, 160, 160, 3), np.uint8)
+    encode_video(black, fakes / "masks/videos/000_001.mp4", "c0")
+    index = pairs.prepare_pairs(copy, tmp_path / "out", frames_per_video=FRAMES, size=32, workers=1, progress=False)
+    assert "000_001" not in set(index.video)
+    assert index.attrs["report"]["unmanipulated_fake_frames"] == FRAMES
+    assert (index.label == 1).sum() > 0  # the other fakes are kept
+
+
+def _write_videos(folder, n=3):
+    folder.mkdir()
+    for k in range(n):
+        encode_video(real_clip(k), folder / f"person{k}.mp4", "c23")
+    return folder
+
+
+def test_prepare_faces_crops_real_videos_into_a_real_only_cache(tmp_path):
+    videos = _write_videos(tmp_path / "videos")
+    (videos / "notes.txt").write_text("not a video")
+    index = pairs.prepare_faces(videos, tmp_path / "cache", val=["person1.mp4"], frames_per_video=4, size=32, workers=1)
+    assert list(index.columns) == pairs.INDEX_COLUMNS
+    assert set(index.video) == {"person0", "person1", "person2"}
+    assert (index.label == 0).all() and (index.method == "original").all() and (index.lq == index.hq).all()
+    assert set(index[index.video == "person1"].split) == {"val"}
+    assert set(index[index.video != "person1"].split) == {"train"}
+    # The same box rule as prepare_pairs: the crop is the x1.3 square around the detected face.
+    r = index.iloc[0]
+    frame = read_video(videos / f"{r.video}.mp4", [r.frame])[0]
+    box = faces.clamp_box(faces.square_box(faces.detect_face(frame), 1.3), *frame.shape[:2])
+    assert abs(r.x1 - r.x0 - (box[2] - box[0])) <= 4
+    assert pairs.load_index(tmp_path / "cache").equals(index)
+    # A fraction holds out at least one video, picked from the sorted names.
+    auto = pairs.prepare_faces(videos, tmp_path / "auto", val=0.2, frames_per_video=2, size=32, workers=1)
+    assert auto.groupby("video").split.first().to_dict() == {"person0": "val", "person1": "train", "person2": "train"}
+
+
+def test_prepare_faces_explains_bad_input(tmp_path):
+    videos = _write_videos(tmp_path / "videos", n=1)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        pairs.prepare_faces(tmp_path / "nowhere", tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="no video files here"):
+        pairs.prepare_faces(tmp_path, tmp_path / "c")
+    with pytest.raises(ValueError, match="not given: bob"):
+        pairs.prepare_faces(videos, tmp_path / "c", val=["bob.mp4"])
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(videos / "person0.mp4", other / "person0.mov")
+    with pytest.raises(ValueError, match="unique.*person0"):
+        pairs.prepare_faces([videos / "person0.mp4", other / "person0.mov"], tmp_path / "c")
+    with pytest.raises(ValueError, match="fraction"):
+        pairs.prepare_faces(videos, tmp_path / "c", val=1.5)

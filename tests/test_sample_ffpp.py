@@ -25,7 +25,8 @@ def test_layout_is_complete_ffpp(sample):
     layout = ffpp.FFPPLayout(sample, download_splits=False)
     assert layout.methods() == sorted(sample_ffpp.METHODS)
     present, missing = layout.check(levels=("c0", "c23", "c40"), require_all=True)
-    assert len(present) == 30 and not missing
+    # 12 real clips, 12 SelfBlend and 12 MouthSwap fakes
+    assert len(present) == 36 and not missing
     for v in present[:4]:
         infos = {lv: video_info(layout.video_path(v, level=lv)) for lv in ("c0", "c23", "c40")}
         assert len({(i.frames, i.height, i.width) for i in infos.values()}) == 1
@@ -36,6 +37,39 @@ def test_test_identity_unseen_in_train_and_val(sample):
     splits = ffpp.load_splits(sample, download=False)
     who = {s: {meta["identities"][i] for p in pairs for i in p} for s, pairs in splits.items()}
     assert who["test"] and not (who["test"] & (who["train"] | who["val"]))
+
+
+def test_validation_clips_share_no_frame_with_training(sample):
+    # A held-out clip of a training identity counts as unseen only if no source frame is shared.
+    meta = json.loads((sample / "antiforge_sample.json").read_text())
+    splits = ffpp.load_splits(sample, download=False)
+    clips = {vid: (source, how) for vid, _, source, how in meta["recipe"]["clips"]}
+    frames = meta["recipe"]["frames"]
+
+    def used(vid):
+        source, how = clips[vid]
+        start = how.get("start", 0)
+        return {(source, f) for f in (range(start, start + frames) if not how.get("still") else [0])}
+
+    vids = {s: {i for p in pairs for i in p} for s, pairs in splits.items()}
+    train = set().union(*(used(v) for v in vids["train"]))
+    for v in vids["val"] | vids["test"]:
+        assert not used(v) & train, v
+    assert not vids["val"] & vids["train"]
+
+
+def test_every_fake_visibly_differs_from_its_real(sample):
+    # c0 is lossless: inside its mask every fake frame must differ from the real one, never pixel-identical.
+    layout = ffpp.FFPPLayout(sample, download_splits=False)
+    fakes = [v for v in layout.videos() if v.label]
+    assert {v.method for v in fakes} == set(sample_ffpp.METHODS)
+    for v in fakes:
+        fake = read_video(layout.video_path(v, level="c0")).astype(int)
+        real = read_video(layout.video_path(v.id.split("_")[0], level="c0")).astype(int)
+        mask = read_video(layout.video_path(v, level="masks"))[..., 0] > 128
+        for f in range(len(fake)):
+            if mask[f].any():
+                assert np.abs(fake[f] - real[f])[mask[f]].mean() > 3, (v, f)
 
 
 def test_masks_are_the_blend_weights(sample):
