@@ -78,7 +78,7 @@ def test_masks_are_the_blend_weights(sample):
     fake = read_video(layout.video_path("000_001", "SelfBlend", "c0")).astype(int)
     real = read_video(layout.video_path("000", "original", "c0")).astype(int)
     mask = read_video(layout.video_path("000_001", "SelfBlend", "masks"))[..., 0]
-    assert mask.max() == 255 and (mask == 0).mean() > 0.5
+    assert 0.85 * 255 - 1 <= mask.max() <= 255 and (mask == 0).mean() > 0.5  # peak weight: the draw's opacity
     assert np.abs(fake - real)[mask == 0].max() == 0
     assert np.abs(fake - real)[mask > 128].mean() > 3
 
