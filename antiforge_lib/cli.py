@@ -52,8 +52,9 @@ TRAIN_EPILOG = """\
 --set takes any TrainConfig field (antiforge_lib.learner.TrainConfig), typed like its default: booleans as
 true/false, 'none' for None. Precedence: --preset, then --set (in order), then --epochs.
 
---out DIR holds checkpoint.pth (every epoch), models/best.pth (best validation loss), detector.pth (the best
-weights with the config, for evaluate/detect), history.jsonl (one line per epoch) and the results JSON. Running
+--out DIR holds checkpoint.pth (every epoch), detector.pth (the weights with the config, for evaluate/detect:
+with early stopping (--set patience=N, as the paper preset) the epoch of lowest validation loss, also kept in
+models/best.pth; without it, as the demo preset, the last epoch), history.jsonl (one line per epoch) and the results JSON. Running
 the same command again resumes after the last completed epoch; a larger --epochs trains on. A run that early
 stopping ended is not trained further."""
 
@@ -630,7 +631,10 @@ def _cmd_train(args, argv) -> int:
         _keep_history(history_path, start)
     dls = make_dataloaders(index, cfg, num_workers=args.workers, device=device)
     history = _history_callback()(history_path, echo=args.quiet)
-    common = dict(cbs=[history], path=out, checkpoint=ckpt_path, save_best=True)
+    # Early stopping (the paper's rule) keeps the epoch of lowest validation loss; a run of fixed length (the demo's
+    # one-cycle schedule, which ends at its lowest learning rate) keeps its last epoch.
+    keep_best = cfg.patience is not None
+    common = dict(cbs=[history], path=out, checkpoint=ckpt_path, save_best=keep_best)
     if cfg.model == "two-branch":
         learn = anticompression_learner(dls, cfg, **common)
     else:
@@ -644,15 +648,16 @@ def _cmd_train(args, argv) -> int:
 
     resume(learn, ckpt_path, n_epoch=cfg.epochs)
 
-    # The best epoch's weights (lowest validation loss) go to detector.pth, with the config, for evaluate/detect.
+    # The kept epoch's weights go to detector.pth, with the config, for evaluate/detect.
     best_file = out / learn.model_dir / "best.pth"
-    if best_file.is_file():
+    if keep_best and best_file.is_file():
         learn.model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
     rows = _read_history(history_path)
     finite = [r for r in rows if isinstance(r.get("valid_loss"), (int, float))]
     best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else None
     last = _load_ckpt(ckpt_path) if ckpt_path.is_file() else {"epoch": -1}
-    detector = save_detector(learn.model, config, out / "detector.pth", epoch=best_epoch)
+    kept = best_epoch if keep_best else int(last["epoch"])
+    detector = save_detector(learn.model, config, out / "detector.pth", epoch=kept)
 
     val = torch.utils.data.DataLoader(
         dls.valid.dataset,
@@ -664,7 +669,7 @@ def _cmd_train(args, argv) -> int:
         warnings.simplefilter("ignore", FewNegativesWarning)  # training has said so already, once per epoch
         metrics = evaluate(learn.model, _Progress(val, "validation", args.quiet), threshold=_threshold_for(config))
     metrics = _metrics_row(metrics)
-    print(f"validation (best epoch {best_epoch}):")
+    print(f"validation ({'best' if keep_best else 'last'} epoch {kept}):")
     _print_metrics(metrics)
     run = {
         "pairs": str(pairs),
@@ -675,6 +680,7 @@ def _cmd_train(args, argv) -> int:
         "epochs_run": history.epochs_run,
         "last_epoch": int(last["epoch"]),
         "best_epoch": best_epoch,
+        "detector_epoch": kept,
         "stopped_early": bool(last.get("stopped", False)),
     }
     payload = {"run": run, "history": rows, "split": "val", "metrics": metrics}

@@ -66,7 +66,7 @@ def trained(cache, tmp_path_factory):
     pairs, _ = cache
     base = tmp_path_factory.mktemp("run")
     out = base / "run"
-    argv = ["train", "--pairs", str(pairs), "--out", str(out), *TINY]
+    argv = ["train", "--pairs", str(pairs), "--out", str(out), *TINY, "--set", "patience=5"]
     assert cli.main([*argv, "--epochs", "1", "--results", str(base / "r1.json")]) == 0
     first_ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert cli.main([*argv, "--epochs", "2", "--results", str(base / "r2.json")]) == 0
@@ -168,10 +168,25 @@ def test_detector_holds_the_best_epoch(trained):
     out, _, _, _, second = trained
     ckpt = torch.load(out / "detector.pth", weights_only=True)
     losses = {r["epoch"]: r["valid_loss"] for r in second["history"]}
-    assert ckpt["epoch"] == min(losses, key=losses.get) == second["run"]["best_epoch"]
+    assert (
+        ckpt["epoch"] == min(losses, key=losses.get) == second["run"]["best_epoch"] == second["run"]["detector_epoch"]
+    )
     best = torch.load(out / "models" / "best.pth", weights_only=True)
     assert all(torch.equal(best[k], v) for k, v in ckpt["model"].items())
     assert ckpt["config"]["model"] == "two-branch" and ckpt["config"]["size"] == 32
+
+
+def test_without_early_stopping_the_detector_is_the_last_epoch(cache, tmp_path, capsys):
+    # The demo preset trains a fixed one-cycle schedule: its result is the last epoch, whatever the valid loss.
+    pairs, _ = cache
+    out = tmp_path / "run"
+    rc, _, err = run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "2"], capsys)
+    assert rc == 0, err
+    res = results(next(out.glob("train-*.json")))
+    ckpt, det = (torch.load(out / f, weights_only=True) for f in ("checkpoint.pth", "detector.pth"))
+    assert res["config"]["patience"] is None and res["run"]["detector_epoch"] == det["epoch"] == ckpt["epoch"] == 1
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in det["model"].items())
+    assert not (out / "models" / "best.pth").exists()
 
 
 def test_evaluate_matches_metrics_evaluate(trained, tmp_path, capsys):
