@@ -54,9 +54,9 @@ true/false, 'none' for None. Precedence: --preset, then --set (in order), then -
 
 --out DIR holds checkpoint.pth (every epoch), detector.pth (the weights with the config, for evaluate/detect:
 with early stopping (--set patience=N, as the paper preset) the epoch of lowest validation loss, also kept in
-models/best.pth; without it, as the demo preset, the last epoch), history.jsonl (one line per epoch) and the results JSON. Running
-the same command again resumes after the last completed epoch; a larger --epochs trains on. A run that early
-stopping ended is not trained further."""
+models/best.pth; without it, as the demo preset, the last epoch), history.jsonl (one line per epoch) and the
+results JSON. Running the same command again resumes after the last completed epoch; a larger --epochs trains on.
+A run that early stopping ended is not trained further."""
 
 
 class CLIError(Exception):
