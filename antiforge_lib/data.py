@@ -403,7 +403,7 @@ class SelfBlendedPairs(torch.utils.data.Dataset):
         if int(i) < 0:
             raise IndexError(f"item keys are non-negative integers, got {i}")
         # In pairs, both items draw from the pair's generator: the same crop, augmentation and codec strength.
-        key = int(i) // 2 if self.paired else int(i)
+        key = self._key(i)
         rng = np.random.default_rng([self.seed, key])
         pick = int(rng.integers(len(self.reals)))
         if self.paired and not self.augment:  # a fixed set: the crops in order, each once real and once fake
@@ -430,6 +430,10 @@ class SelfBlendedPairs(torch.utils.data.Dataset):
             item["donor"], item["params"] = item["donor"] or source, asdict(params)
         return dict(hq=img, lq=compress(img, self.codec, strength), weight=weight, strength=strength, **item)
 
+    def _key(self, i: int) -> int:
+        """The generator key of item ``i``: both items of a pair share one."""
+        return int(i) // 2 if self.paired else int(i)
+
     def __getitem__(self, i: int):
         item = self.make(i)
         hq, lq = (torch.from_numpy(np.array(item[k])).permute(2, 0, 1) for k in ("hq", "lq"))
@@ -437,8 +441,7 @@ class SelfBlendedPairs(torch.utils.data.Dataset):
         # The random crop and flip draw from torch's generator: seed it from the item key, so that an item is the
         # same in any worker process and on any run.
         with torch.random.fork_rng(devices=[]):
-            key = int(i) // 2 if self.paired else int(i)  # a pair shares its crop and flip
-            torch.manual_seed(int(np.random.default_rng([self.seed, key, 1]).integers(2**62)))
+            torch.manual_seed(int(np.random.default_rng([self.seed, self._key(i), 1]).integers(2**62)))
             hq, lq, mask = self.transform(hq, lq, mask)
         return hq, lq, mask, torch.tensor(item["label"], dtype=torch.int64)
 
