@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .losses import adversarial_loss, critic_inputs, critic_loss, gradient_penalty
 from .models import Discriminator
+from .provenance import atomic_write
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -478,8 +479,6 @@ def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None =
     The file is written to ``path + ".tmp"`` and moved over ``path`` with ``os.replace``, so a run killed while
     saving leaves the previous checkpoint intact. ``config`` defaults to ``learn.config.to_dict()`` if present.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if config is None and hasattr(learn, "train_config"):
         config = learn.train_config.to_dict()
     state = {
@@ -490,10 +489,7 @@ def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None =
         "config": config or {},
         "stopped": bool(stopped),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(learn, path, with_opt: bool = True) -> dict:

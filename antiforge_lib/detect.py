@@ -37,6 +37,7 @@ from .data import XCEPTION_MEAN, XCEPTION_STD
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .metrics import CE_THRESHOLD, METRIC_THRESHOLD, metric_threshold, scores_from_output
 from .models import SingleBranchNet, TwoBranchNet
+from .provenance import atomic_write
 from .video import VideoError, iter_video, video_info
 
 __all__ = [
@@ -431,14 +432,10 @@ def save_detector(model: torch.nn.Module, config, path, epoch: int | None = None
     ``train_on``); ``epoch`` is the epoch the weights come from. Same layout as a checkpoint of
     :func:`antiforge_lib.callbacks.save_checkpoint`, without optimizer or callback state; written atomically.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     config = dict(config.to_dict() if hasattr(config, "to_dict") else config)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "opt": None, "callbacks": {}, "epoch": epoch, "config": config}, tmp)
-    os.replace(tmp, path)
-    return path
+    payload = {"model": state, "opt": None, "callbacks": {}, "epoch": epoch, "config": config}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_detector(checkpoint_path, device=None) -> tuple[torch.nn.Module, dict]:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["git_commit", "device_name", "provenance", "write_json", "read_json", "exclusive_lock"]
+__all__ = ["git_commit", "device_name", "provenance", "atomic_write", "write_json", "read_json", "exclusive_lock"]
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -71,16 +71,21 @@ def provenance(command: str | None = None, device=None) -> dict:
     }
 
 
-def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (``path.tmp`` then ``os.replace``)."""
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on ``path.tmp`` beside ``path``, then move it over ``path`` with ``os.replace``, so a
+    writer killed half-way leaves the previous file (or none), never half of one. Returns ``path`` as a ``Path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
-        f.write("\n")
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (:func:`atomic_write`)."""
+    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_json(path: str | os.PathLike):
