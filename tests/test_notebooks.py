@@ -1,6 +1,7 @@
 """Static checks of the committed chapters (fast; no execution)."""
 
 import ast
+from pathlib import Path
 import re
 
 import nbformat
@@ -55,3 +56,59 @@ def test_colab_launch_settings():
     assert cfg["repository"]["url"].startswith("https://github.com/")
     assert cfg["repository"]["path_to_book"] == "book"
     assert "colab" in cfg["launch_buttons"]["colab_url"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Citations come from book/references.bib, and one switch sizes every chapter
+
+
+def _bib_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", (BOOK / "references.bib").read_text(), re.M))
+
+
+def _pages() -> list[tuple[str, str]]:
+    """(name, markdown text) of every page of the book: notebook markdown cells and .md pages."""
+    pages = [(f"{p}.md", (BOOK / f"{p}.md").read_text()) for p in map(Path, toc_files()) if (BOOK / f"{p}.md").exists()]
+    for nb_path in CHAPTERS:
+        nb = nbformat.read(nb_path, as_version=4)
+        pages.append((nb_path.name, "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    return pages
+
+
+# What a hand-typed reference looks like: an author list with initials ("S. Cao, Q. Zou"), "et al." with a
+# year ("Cao et al. (2021"), or a venue with a year ("ICCV 2019").
+_TYPED_CITATION = re.compile(
+    r"\b[A-Z]\. [A-Z][\w'-]+, [A-Z]\. [A-Z]"
+    r"|\bet al\.,? \(?(19|20)\d\d"
+    r"|\b(ICCV|CVPR|ECCV|ICLR|ICML|NeurIPS|JMLR|ACM Multimedia|arXiv)\W{0,3}(19|20)\d\d"
+)
+
+
+@pytest.mark.parametrize("name,text", _pages(), ids=lambda v: v if v.endswith((".ipynb", ".md")) else "-")
+def test_citations_come_from_references_bib(name, text):
+    typed = [m.group(0) for m in _TYPED_CITATION.finditer(text)]
+    assert not typed, f"{name}: cite with {{cite:t}}`key` from book/references.bib instead of typing {typed}"
+    keys = {k.strip() for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text) for k in group.split(",")}
+    unknown = keys - _bib_keys()
+    assert not unknown, f"{name}: {sorted(unknown)} not in book/references.bib"
+
+
+def test_the_bibliography_page_lists_references_bib():
+    assert config()["bibtex_bibfiles"] == ["references.bib"]
+    assert "references" in toc_files() and "{bibliography}" in (BOOK / "references.md").read_text()
+
+
+def test_typed_citation_pattern_catches_what_it_should():
+    for typed in ("J. Cao, H. Zou, X. Mao", "Cao et al. (2021, Sec. 1)", "Rössler et al., 2019", "CVPR 2022"):
+        assert _TYPED_CITATION.search(typed), typed
+    for fine in ("{cite:t}`cao2021metric` (Sec. 1)", "Cao et al. argue", "Table 3, row 2", "H.264 at CRF 23"):
+        assert not _TYPED_CITATION.search(fine), fine
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_one_switch_name_sizes_every_chapter(path):
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"^\s*FULL\s*=", code, re.M), f"{path.name}: the size switch is `DEMO = True`, not FULL"
+    if re.search(r"\bDEMO\b", code):
+        assert len(re.findall(r"^DEMO = True\b", code, re.M)) == 1, f"{path.name}: set `DEMO = True` once"

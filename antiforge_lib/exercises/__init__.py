@@ -7,12 +7,16 @@ the answer is right. It never raises because of the student's code. One module
 per chapter; all checks are importable from here.
 """
 
-from . import ch01, ch02, ch03, ch04, ch05, ch06
+from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10
 from .ch01 import *  # noqa: F403
 from .ch02 import *  # noqa: F403
 from .ch03 import *  # noqa: F403
 from .ch04 import *  # noqa: F403
 from .ch05 import *  # noqa: F403
 from .ch06 import *  # noqa: F403
+from .ch07 import *  # noqa: F403
+from .ch08 import *  # noqa: F403
+from .ch09 import *  # noqa: F403
+from .ch10 import *  # noqa: F403
 
-__all__ = [name for m in (ch01, ch02, ch03, ch04, ch05, ch06) for name in m.__all__]
+__all__ = [name for m in (ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10) for name in m.__all__]
