@@ -59,8 +59,9 @@ import torch
 from plotly.subplots import make_subplots
 
 from .data import pair_dataloaders
+from .ffpp import MANIPULATIONS
 from .learner import TrainConfig, anticompression_learner, fit, single_branch_learner
-from .metrics import CE_THRESHOLD, evaluate
+from .metrics import decision_threshold, evaluate
 from .pairs import load_index
 from .provenance import provenance, read_json, write_json
 
@@ -69,6 +70,7 @@ __all__ = [
     "PaperScores",
     "AblationRow",
     "TABLE3",
+    "TABLE3_METHODS",
     "paper_table",
     "run_ablation",
     "load_ablation",
@@ -80,6 +82,8 @@ __all__ = [
 METRICS = ("ACC", "AUC", "TAR@0.1%", "TAR@0.01%", "PBCA")
 #: Data variants (keys of ``run_ablation(data=...)``) and the caches each needs.
 VARIANTS = {"c23,c40": ("c23,c40",), "c0,c40": ("c0,c40",), "both": ("c23,c40", "c0,c40")}
+#: Table 3's data: the FaceForensics++ Deepfakes videos and the originals (Sec. 4.4), nothing else.
+TABLE3_METHODS = ("Deepfakes",)
 _FORMAT = 1  # version of the results JSON
 
 
@@ -180,7 +184,7 @@ class AblationRow:
         ``(r- + r+) / 2`` of ``learn.train_config``. For row 4 (``image == "hq"``) the loader is seen through a
         view that puts the HQ image into the LQ slot. Returns one row of fractions (see ``evaluate``).
         """
-        threshold = CE_THRESHOLD if self.loss == "ce" else learn.train_config.threshold
+        threshold = decision_threshold(learn.train_config, ce=self.loss == "ce")
         return evaluate(learn.model, _HQAsLQ(dl) if self.image == "hq" else dl, threshold=threshold)
 
 
@@ -267,14 +271,32 @@ def _as_index(x) -> pd.DataFrame:
     return x if isinstance(x, pd.DataFrame) else load_index(x)
 
 
-def _caches(data) -> dict[str, pd.DataFrame]:
-    """``data`` (an index, a cache folder, or a dict of them) -> {"c23,c40": df, "c0,c40": df} (given ones)."""
+def _caches(data, methods=None) -> dict[str, pd.DataFrame]:
+    """``data`` (an index, a cache folder, or a dict of them) -> {"c23,c40": df, "c0,c40": df} (given ones),
+    each restricted to ``methods`` (see :func:`run_ablation`)."""
     if isinstance(data, (pd.DataFrame, str, os.PathLike)):
         data = {"c23,c40": data}
     unknown = set(data) - {"c23,c40", "c0,c40"}
     if unknown:
         raise ValueError(f"data keys must be 'c23,c40' and/or 'c0,c40'; got {sorted(unknown)}")
-    return {k: _as_index(v) for k, v in data.items()}
+    return {k: _restrict_methods(_as_index(v), methods, k) for k, v in data.items()}
+
+
+def _restrict_methods(index: pd.DataFrame, methods, name: str) -> pd.DataFrame:
+    """The pairs of ``methods`` and the real ones; by default Table 3's Deepfakes for a FaceForensics++ cache."""
+    present = sorted(set(index["method"]) - {"original"})
+    if methods is None:
+        if not set(present) & set(MANIPULATIONS):
+            return index  # not FaceForensics++ (the embedded sample, a class's own videos): all its methods
+        methods = TABLE3_METHODS
+    missing = sorted(set(methods) - set(present))
+    if missing:
+        raise ValueError(
+            f"the {name} pair cache has no {missing} pairs (it has {present}); Table 3 is FaceForensics++ "
+            "Deepfakes: build that cache with `antiforge prepare --root FFPP_ROOT --methods Deepfakes`, or pass "
+            "methods=[...] to ablate on other methods"
+        )
+    return index[index["method"].isin([*methods, "original"])].reset_index(drop=True)
 
 
 def _variant_index(caches: dict[str, pd.DataFrame], variant: str) -> pd.DataFrame:
@@ -283,6 +305,10 @@ def _variant_index(caches: dict[str, pd.DataFrame], variant: str) -> pd.DataFram
         return caches[variant]
     extra = caches["c0,c40"]
     return pd.concat([caches["c23,c40"], extra[extra["split"] == "train"]], ignore_index=True)
+
+
+def _methods_of(index: pd.DataFrame) -> list[str]:
+    return sorted(set(index["method"]) - {"original"})
 
 
 def _split_counts(index: pd.DataFrame) -> dict[str, int]:
@@ -371,6 +397,7 @@ def run_ablation(
     progress: bool = True,
     num_workers: int | None = None,
     device=None,
+    methods: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Train and evaluate rows of Table 3, one results JSON per (row, seed); resumable.
 
@@ -403,6 +430,10 @@ def run_ablation(
         fastai progress bars and one line per finished run.
     num_workers, device
         Passed to :func:`~antiforge_lib.data.pair_dataloaders`.
+    methods : iterable of str, optional
+        Manipulations to keep, with the real pairs. By default a FaceForensics++ cache is restricted to
+        :data:`TABLE3_METHODS` (Deepfakes, Table 3's setting), and a cache without Deepfakes is refused; a cache of
+        other methods (the embedded sample) is used whole.
 
     Returns
     -------
@@ -421,15 +452,15 @@ def run_ablation(
     ``num_workers > 0`` the workers' augmentation draws continue from run to run, so a single (row, seed) rerun
     alone can differ slightly from the same run inside a sweep.
     """
-    base = preset if isinstance(preset, TrainConfig) else TrainConfig.preset(preset)
     # Table 3 trains every row on the cached pairs of its variant, so the demo preset's self-blended stream is off.
-    base = base.replace(self_blend=False)
-    base = base.replace(**dict(overrides or {}), **({} if epochs is None else {"epochs": int(epochs)}))
+    extra = {"self_blend": False, **dict(overrides or {}), **({} if epochs is None else {"epochs": int(epochs)})}
+    # Through preset(), so that overrides={"weights": FILE} replaces the paper preset's ImageNet download.
+    base = preset.replace(**extra) if isinstance(preset, TrainConfig) else TrainConfig.preset(preset, **extra)
     preset_name = "custom" if isinstance(preset, TrainConfig) else preset
     chosen = [r if isinstance(r, AblationRow) else TABLE3[int(r)] for r in rows]
     seeds = [int(s) for s in seeds]
     out_dir = Path(out_dir)
-    caches = _caches(data)
+    caches = _caches(data, methods)
 
     runnable = []
     for row in chosen:
@@ -464,7 +495,7 @@ def run_ablation(
                     "seed": seed,
                     "preset": preset_name,
                     "config": config.to_dict(),
-                    "data": {"variant": row.variant, "n_pairs": counts},
+                    "data": {"variant": row.variant, "n_pairs": counts, "methods": _methods_of(indexes[row.variant])},
                     "eval_split": split,
                     "eval_image": row.image,
                     "metrics": metrics.to_dict("records")[0],

@@ -562,21 +562,12 @@ def _load_ckpt(path: Path) -> dict:
         raise CLIError(f"{path}: unreadable checkpoint ({_exc_message(e)}); delete it to start over") from None
 
 
-def _threshold_for(config: dict) -> float:
-    from .metrics import CE_THRESHOLD, metric_threshold
-
-    if config.get("model") == "single-ce":
-        return CE_THRESHOLD
-    return metric_threshold(config.get("r_minus", 0.1), config.get("r_plus", 18.0))
-
-
 def _cmd_train(args, argv) -> int:
     import torch
 
     overrides = parse_set(args.set)
-    cfg = _run_config().preset(args.preset)
-    try:
-        cfg = cfg.replace(**overrides)
+    try:  # through preset(), so that --set weights=FILE replaces the paper preset's download
+        cfg = _run_config().preset(args.preset, **overrides)
     except TypeError as e:
         raise CLIError(_one_line(e)) from None
     extra = {"model": args.model, "train_on": args.train_on}
@@ -600,8 +591,9 @@ def _cmd_train(args, argv) -> int:
     start, saved = 0, None
     if ckpt_path.is_file():
         saved = _load_ckpt(ckpt_path)
-        # A checkpoint without the CLI's keys comes from the two-branch learner of the library itself.
-        old, new = {"model": "two-branch", "train_on": "lq", **(saved.get("config") or {})}, cfg.to_dict()
+        # A field missing from the checkpoint's config did not exist yet: the run had its default. (A checkpoint
+        # without the CLI's keys comes from the two-branch learner of the library itself.)
+        old, new = {**_run_config()().to_dict(), **(saved.get("config") or {})}, cfg.to_dict()
         diff = [k for k in sorted(set(old) | set(new)) if k != "epochs" and old.get(k) != new.get(k)]
         if diff:
             shown = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff[:6])
@@ -620,7 +612,7 @@ def _cmd_train(args, argv) -> int:
     from .callbacks import resume
     from .detect import save_detector
     from .learner import anticompression_learner, make_dataloaders, single_branch_learner
-    from .metrics import FewNegativesWarning, evaluate
+    from .metrics import FewNegativesWarning, decision_threshold, evaluate
     from .pairs import load_index
 
     index = load_index(pairs)
@@ -667,7 +659,7 @@ def _cmd_train(args, argv) -> int:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewNegativesWarning)  # training has said so already, once per epoch
-        metrics = evaluate(learn.model, _Progress(val, "validation", args.quiet), threshold=_threshold_for(config))
+        metrics = evaluate(learn.model, _Progress(val, "validation", args.quiet), threshold=decision_threshold(config))
     metrics = _metrics_row(metrics)
     print(f"validation ({'best' if keep_best else 'last'} epoch {kept}):")
     _print_metrics(metrics)
@@ -697,7 +689,7 @@ def _cmd_evaluate(args, argv) -> int:
 
     from .data import PairedFaces
     from .detect import load_detector
-    from .metrics import evaluate
+    from .metrics import decision_threshold, evaluate
     from .pairs import load_index
 
     _positive("--batch-size", args.batch_size)
@@ -707,7 +699,7 @@ def _cmd_evaluate(args, argv) -> int:
     model, ckpt_config = load_detector(args.checkpoint, device=device)
     size = int(ckpt_config.get("size", 299))
     bs = args.batch_size or int(ckpt_config.get("batch_size", 32))
-    threshold = args.threshold if args.threshold is not None else _threshold_for(ckpt_config)
+    threshold = args.threshold if args.threshold is not None else decision_threshold(ckpt_config)
     config = {**ckpt_config, "checkpoint": args.checkpoint, "pairs": str(pairs), "split": args.split}
     config.update({"threshold": threshold, "eval_batch_size": bs})
     _print_config("evaluate", {**config, "device": device})
@@ -729,6 +721,7 @@ def _cmd_detect(args, argv) -> int:
     from tqdm import tqdm
 
     from .detect import DEFAULT_FRAMES, detect, load_detector
+    from .metrics import decision_threshold
 
     _positive("--frames", args.frames)
     _positive("--size", args.size, 8)
@@ -740,7 +733,7 @@ def _cmd_detect(args, argv) -> int:
     device = _device(args.device, args.threads)
     model, ckpt_config = load_detector(args.checkpoint, device=device)
     size = args.size or int(ckpt_config.get("size", 299))
-    threshold = args.threshold if args.threshold is not None else _threshold_for(ckpt_config)
+    threshold = args.threshold if args.threshold is not None else decision_threshold(ckpt_config)
     config = {**ckpt_config, "checkpoint": args.checkpoint, "input_size": size, "threshold": threshold}
     config.update({"frames": args.frames or DEFAULT_FRAMES, "scale": args.scale})
     _print_config("detect", {**config, "device": device})
@@ -790,6 +783,13 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ANTIFORGE_DEBUG"):
             raise
         msg = _exc_message(e)
+    except RuntimeError as e:
+        from .models import PretrainedWeightsUnavailable
+
+        if not isinstance(e, PretrainedWeightsUnavailable) or os.environ.get("ANTIFORGE_DEBUG"):
+            raise
+        hint = "On the command line: --set weights=FILE, or --set pretrained=false to start from scratch."
+        msg = f"{_one_line(e)} {hint}"
     sys.stdout.flush()
     print(f"{PROG}: error: {msg}", file=sys.stderr)
     return 2

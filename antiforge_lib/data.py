@@ -158,7 +158,8 @@ def pair_transform(
 
     Takes uint8 tensors ``(3, H, W)``, ``(3, H, W)`` and ``(1, H, W)`` (mask 0 / 255); returns float32 ``(3, S, S)``
     twice, normalised with ``mean``/``std``, and the mask as float32 ``(1, S, S)`` in {0, 1}. With ``augment``: a
-    random resized crop (scale 0.8-1.0 of the area, aspect 0.9-1.1) and a horizontal flip; without, a resize.
+    random resized crop (scale 0.8-1.0 of the area, aspect 0.9-1.1) and a horizontal flip (our addition: the
+    paper mentions no augmentation); without, a resize.
     """
     if augment:
         geometry = [

@@ -35,7 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import XCEPTION_MEAN, XCEPTION_STD
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
-from .metrics import CE_THRESHOLD, METRIC_THRESHOLD, metric_threshold, scores_from_output
+from .metrics import decision_threshold, scores_from_output
 from .models import SingleBranchNet, TwoBranchNet
 from .provenance import atomic_write
 from .video import VideoError, iter_video, video_info
@@ -219,14 +219,6 @@ def _config_of(model, config) -> dict:
     return dict(config.to_dict() if hasattr(config, "to_dict") else config)
 
 
-def _default_threshold(config: dict, ce: bool) -> float:
-    if ce:
-        return CE_THRESHOLD
-    if "r_minus" in config and "r_plus" in config:
-        return metric_threshold(float(config["r_minus"]), float(config["r_plus"]))
-    return METRIC_THRESHOLD
-
-
 def _normalise(crops: list[np.ndarray], size: int) -> torch.Tensor:
     """Crops -> float32 (B, 3, size, size): bicubic resize (as the pair cache), [0, 1], then (x - mean) / std."""
     arrs = [np.asarray(Image.fromarray(c).resize((size, size), Image.Resampling.BICUBIC)) for c in crops]
@@ -327,9 +319,8 @@ def detect(
     size : int, optional
         Model input side; default the config's ``size``, else 299.
     threshold : float, optional
-        Decision threshold; default 0.5 for cross-entropy heads, else ``(r- + r+) / 2`` from the config's radii,
-        else :data:`~antiforge_lib.metrics.METRIC_THRESHOLD` (9.05) -- the rules of
-        :func:`~antiforge_lib.metrics.evaluate` and the learners.
+        Decision threshold; default :func:`~antiforge_lib.metrics.decision_threshold` of the config: 0.5 for
+        cross-entropy heads, else ``(r- + r+) / 2`` from its radii (9.05 with the paper's).
     device : torch.device or str, optional
         Where to run; the model is moved there. Default: where the model's parameters are.
     frames : int, optional
@@ -392,7 +383,7 @@ def detect(
 
     scores, maps, ce = _run(model, crops, size, device)
     if threshold is None:
-        threshold = _default_threshold(cfg, ce)
+        threshold = decision_threshold(cfg, ce)
     threshold = float(threshold)
     per_frame = [
         FrameDetection(n, float(s), bool(s > threshold), b, c, m)

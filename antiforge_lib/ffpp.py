@@ -26,6 +26,8 @@ __all__ = ["SPLITS", "LEVEL_DIRS", "SPLITS_URL", "Video", "FFPPLayout", "load_sp
 SPLITS = ("train", "val", "test")
 #: compression level -> folder name in FaceForensics++
 LEVEL_DIRS = {"c0": "raw", "raw": "raw", "c23": "c23", "c40": "c40"}
+#: The dataset's manipulation folders (the first four are the original release; the paper uses Deepfakes in Table 3)
+MANIPULATIONS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 SPLITS_URL = "https://raw.githubusercontent.com/ondyari/FaceForensics/master/dataset/splits/{split}.json"
 _SPLIT_DIRS = ("splits", "dataset/splits")
 

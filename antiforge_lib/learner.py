@@ -41,8 +41,8 @@ from .callbacks import (
     plot_loss_breakdown,
 )
 from .data import pair_dataloaders, self_blend_dataloaders
-from .losses import AntiCompressionLoss, attention_loss, metric_loss
-from .metrics import CE_THRESHOLD, AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, metric_threshold
+from .losses import REDUCTIONS, AntiCompressionLoss, attention_loss, metric_loss
+from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold, metric_threshold
 from .models import STEMS, SingleBranchNet, TwoBranchNet, splitter
 from .self_blend import CODECS
 
@@ -69,7 +69,11 @@ __all__ = [
 
 @dataclass
 class TrainConfig:
-    """Training settings; the defaults are the paper's (Sec. 4.2) where it gives them.
+    """Training settings; the defaults are the paper's (Sec. 4.2) where it gives them, except its ImageNet start.
+
+    ``pretrained`` defaults to False, as in timm, so that a config never needs the network by accident; the paper
+    starts both branches from ImageNet weights, and so does ``TrainConfig.preset("paper")``. Offline, pass
+    ``weights=`` (a local timm state dict) to the preset instead, which turns ``pretrained`` off.
 
     Model: ``backbone`` (timm name; "legacy_xception" = FaceForensics++'s XceptionNet), ``split`` (first stage of
     the shared tail; "block8" cuts between Blocks 7 and 8), ``attention``, ``pretrained`` (ImageNet weights;
@@ -78,12 +82,16 @@ class TrainConfig:
 
     Data and optimisation: ``size`` (pixels, 299), ``batch_size`` (32; the loaders are built by
     :func:`antiforge_lib.data.pair_dataloaders`, this records it), ``lr`` (Adam, 1e-4; betas (0.9, 0.999),
-    eps 1e-8 as torch's Adam), ``wd`` (0: the paper mentions no weight decay), ``epochs``, ``patience`` (early
-    stopping on the VALIDATION loss: stop after this many epochs without improvement; None = off).
+    eps 1e-8 as torch's Adam), ``wd`` (0: the paper mentions no weight decay), ``epochs`` (15, the cap of the
+    authors' code; the paper gives none), ``patience`` (early stopping on the VALIDATION loss, the paper's rule:
+    stop after this many epochs without improvement; None = off. The authors' code has no validation loop and
+    picks each method's best epoch on the test set; we never look at the test set to choose).
 
     Loss (eq. 1, 5, 6): ``lambda_gan`` (lambda_1, 0.001), ``lambda_at`` (lambda_2, 1), ``lambda_pair`` (lambda_3,
     0.1), radii ``r_minus`` 0.1 and ``r_plus`` 18 (threshold (r- + r+)/2 = 9.05); switches ``metric``,
-    ``transfer``, ``gan`` for ablations (``attention`` also switches the attention terms).
+    ``transfer``, ``gan`` for ablations (``attention`` also switches the attention terms); ``reduction``
+    ("mean": batch means everywhere; "sum": eq. 6's sums over the batch as printed, which weights ``L_Dis``
+    about ``batch_size`` times more against the GAN and transfer terms).
 
     Critic (WGAN-GP, not given in the paper): ``n_critic`` critic steps per detector step (1: the term is a mild
     regulariser at lambda_1 = 0.001, and WGAN-GP's usual 5 would dominate the cost), ``critic_lr`` (Adam, betas
@@ -134,9 +142,11 @@ class TrainConfig:
     items_per_epoch: int = 512
     lq_codec: str = "jpeg"
     schedule: str = "constant"
+    reduction: str = "mean"
 
     PRESETS = {
-        "paper": {},
+        # Sec. 4.2: "XceptionNet pre-trained on ImageNet ... for both two branches".
+        "paper": dict(pretrained=True),
         # Sized for two CPU cores and no pretrained weights (see Chapter 7): a small RegNet cut so that the heads keep
         # a 16x16 map at 128 px, a fixed high-pass stem, fakes made on the fly from real faces, one-cycle Adam, no
         # critic (its gradient penalty costs a second backward pass, for a term weighted 0.001; `make bench`).
@@ -158,10 +168,16 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> TrainConfig:
-        """``"paper"`` (the defaults) or ``"demo"`` (the CPU recipe of the book: :attr:`PRESETS` ["demo"])."""
+        """``"paper"`` (the defaults with ImageNet weights) or ``"demo"`` (the CPU recipe of the book).
+
+        See :attr:`PRESETS`. ``weights=`` among the overrides replaces a preset's download with a local file.
+        """
         if name not in cls.PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose from {sorted(cls.PRESETS)}")
-        return cls(**{**cls.PRESETS[name], **overrides})
+        settings = {**cls.PRESETS[name], **overrides}
+        if overrides.get("weights") is not None and "pretrained" not in overrides:
+            settings["pretrained"] = False
+        return cls(**settings)
 
     def __post_init__(self):
         if self.mixed_precision not in (None, "bf16", "fp16"):
@@ -174,6 +190,8 @@ class TrainConfig:
             raise ValueError(f"stem must be None or one of {STEMS}, got {self.stem!r}")
         if self.lq_codec not in CODECS:
             raise ValueError(f"lq_codec must be one of {sorted(CODECS)}, got {self.lq_codec!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
         if self.items_per_epoch < 1:
             raise ValueError(f"items_per_epoch must be at least 1, got {self.items_per_epoch}")
 
@@ -216,6 +234,7 @@ class TwoBranchLoss(nn.Module):
             use_metric=config.metric,
             use_attention=config.attention,
             use_transfer=config.transfer,
+            reduction=config.reduction,
             use_gan=False,  # the critic lives in a callback; it adds lambda_gan * L_Gan in after_loss
         )
         self.parts: dict[str, Tensor] = {}
@@ -232,9 +251,17 @@ class SingleBranchLoss(nn.Module):
     ``parts`` keys: ``ce`` or ``metric`` (+ ``attention``), and ``total``.
     """
 
-    def __init__(self, head: str = "metric", r_minus: float = 0.1, r_plus: float = 18.0, lambda_at: float = 1.0):
+    def __init__(
+        self,
+        head: str = "metric",
+        r_minus: float = 0.1,
+        r_plus: float = 18.0,
+        lambda_at: float = 1.0,
+        reduction: str = "mean",
+    ):
         super().__init__()
         self.head, self.r_minus, self.r_plus, self.lambda_at = head, r_minus, r_plus, lambda_at
+        self.reduction = reduction
         self.parts: dict[str, Tensor] = {}
 
     def forward(self, pred, mask: Tensor, label: Tensor) -> Tensor:
@@ -243,7 +270,7 @@ class SingleBranchLoss(nn.Module):
             parts["ce"] = F.cross_entropy(pred.logits.float(), label.long())
             total = parts["ce"]
         else:
-            parts["metric"] = metric_loss(pred.c, label, self.r_minus, self.r_plus)
+            parts["metric"] = metric_loss(pred.c, label, self.r_minus, self.r_plus, self.reduction)
             total = parts["metric"]
         if pred.m is not None and self.lambda_at > 0:
             parts["attention"] = attention_loss(pred.m, mask)
@@ -306,6 +333,7 @@ def _common_cbs(config: TrainConfig, on_cuda: bool, checkpoint, save_best: bool)
 
 def _finish(learn: Learner, config: TrainConfig, on_cuda: bool) -> Learner:
     learn.train_config = config
+    learn.model.antiforge_config = config  # evaluate() and viz take the default threshold from it
     if config.compile:
         learn.model.compile()
     if on_cuda and config.mixed_precision is not None:
@@ -374,7 +402,7 @@ def anticompression_learner(
         model,
         TwoBranchLoss(config),
         config,
-        config.threshold,
+        decision_threshold(config),
         config.attention,
         own,
         cbs,
@@ -437,9 +465,9 @@ def single_branch_learner(
     model = SingleBranchNet(
         config.backbone, config.split, head, attention, config.pretrained, config.weights, stem=config.stem
     )
-    threshold = CE_THRESHOLD if head == "ce" else config.threshold
+    threshold = decision_threshold(config, ce=head == "ce")
     names = ("ce",) if head == "ce" else ("metric",)
     names += ("attention", "total") if attention else ("total",)
     own = [SelectInput(train_on), LossBreakdown(names)]
-    loss_func = SingleBranchLoss(head, config.r_minus, config.r_plus, config.lambda_at)
+    loss_func = SingleBranchLoss(head, config.r_minus, config.r_plus, config.lambda_at, config.reduction)
     return _learner(dls, model, loss_func, config, threshold, attention, own, cbs, path, checkpoint, save_best)

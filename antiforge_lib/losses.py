@@ -14,8 +14,11 @@ with ``lambda_1 = 0.001``, ``lambda_2 = 1`` and, inside ``L_Dis``, ``lambda_3 = 
 :class:`AntiCompressionLoss` assembles eq. 1 and lets each term be switched off for the ablations.
 
 We follow the paper, not the authors' public code, which has no adversarial training, uses ``r- = 0.01`` and
-scales the metric loss by about ``1/B**2``. Where the paper writes sums over samples we take means, so that no
-term grows with the batch size ``B``.
+scales the metric loss by about ``1/B**2``. Where eq. 6 sums over the samples of a batch we take means by default
+(``reduction="mean"``), so that no term grows with the batch size ``B``. That is a re-weighting, not just a
+rescaling: ``L_Gan`` (eq. 2) is an expectation and the transfer term of eq. 5 has no sum, so a literal reading
+weights ``L_Dis`` about ``B`` times more against them than the means do. ``reduction="sum"`` is that literal
+reading, for comparison.
 
 Conventions: ``B`` is the batch size; ``is_fake`` holds one label per sample in {0, 1} (1 = fake); embeddings
 ``c`` are ``(B, d)``; attention maps ``m`` are ``(B, 1, h, w)`` with values in [0, 1] (sigmoid outputs);
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "REDUCTIONS",
     "metric_loss",
     "pair_loss",
     "resize_mask",
@@ -118,7 +122,20 @@ def _check_scores(d_a, d_b) -> None:
 # L_Dis, eq. 6
 
 
-def metric_loss(c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_plus: float = 18.0) -> torch.Tensor:
+REDUCTIONS = ("mean", "sum")
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def metric_loss(
+    c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_plus: float = 18.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Metric loss of one branch (the first two, or last-but-one two, lines of eq. 6).
 
     Real faces are pulled inside a ball of radius ``r_minus`` around the origin and fake faces pushed beyond
@@ -127,9 +144,9 @@ def metric_loss(c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_
         real:  max(0, ||c||_2 - r_minus)
         fake:  max(0, r_plus - ||c||_2)
 
-    The paper sums the hinges over the batch; we take their mean so the loss (and with it the balance against
-    the other terms of eq. 1) does not grow with the batch size. At test time a face is called fake when
-    ``||c||_2 > (r_minus + r_plus) / 2`` (Sec. 4.2).
+    The paper sums the hinges over the batch (``reduction="sum"``); by default we take their mean, so the loss
+    does not grow with the batch size (this re-weights it against the other terms of eq. 1; see the module
+    docstring). At test time a face is called fake when ``||c||_2 > (r_minus + r_plus) / 2`` (Sec. 4.2).
 
     Parameters
     ----------
@@ -139,11 +156,13 @@ def metric_loss(c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_
         Labels in {0, 1}, 1 = fake (bool, integer or float).
     r_minus, r_plus : float
         Radii in embedding units, ``0 <= r_minus < r_plus`` (paper: 0.1 and 18.0).
+    reduction : {"mean", "sum"}, default "mean"
+        Mean or sum (eq. 6 as printed) of the hinges over the batch.
 
     Returns
     -------
     loss : 0-d Tensor
-        Mean hinge over the batch, in embedding-norm units.
+        Mean (or sum of the) hinge over the batch, in embedding-norm units.
     """
     _check_embeddings(c, "c")
     fake = _check_labels(is_fake, c.shape[0]).to(c.device)
@@ -151,29 +170,31 @@ def metric_loss(c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_
         raise ValueError(f"the radii must satisfy 0 <= r_minus < r_plus; got r_minus={r_minus}, r_plus={r_plus}")
     norm = torch.linalg.vector_norm(c, dim=1)
     hinge = torch.where(fake, F.relu(r_plus - norm), F.relu(norm - r_minus))
-    return hinge.mean()
+    return _reduce(hinge, reduction)
 
 
-def pair_loss(c_hq: torch.Tensor, c_lq: torch.Tensor) -> torch.Tensor:
+def pair_loss(c_hq: torch.Tensor, c_lq: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Distance between paired embeddings, the last line of eq. 6 (weighted by ``lambda_3 = 0.1``).
 
-    ``mean_t ||C_h^t - C_l^t||_2`` -- the plain (not squared) L2 distance of each HQ/LQ pair, averaged over the
-    batch where the paper sums.
+    ``mean_t ||C_h^t - C_l^t||_2`` -- the plain (not squared) L2 distance of each HQ/LQ pair, as eq. 6 writes it
+    (the text calls it an "L2-loss"), averaged over the batch where the paper sums.
 
     Parameters
     ----------
     c_hq, c_lq : Tensor of shape (B, d)
         Embeddings of the same B faces from the high- and low-quality branch; row t of each is one pair.
+    reduction : {"mean", "sum"}, default "mean"
+        Mean or sum (eq. 6 as printed) over the pairs.
 
     Returns
     -------
     loss : 0-d Tensor
-        Mean pair distance, in embedding-norm units.
+        Mean (or summed) pair distance, in embedding-norm units.
     """
     _check_embeddings(c_hq, "c_hq")
     _check_embeddings(c_lq, "c_lq")
     _check_same_shape(c_hq, c_lq, "c_hq", "c_lq")
-    return torch.linalg.vector_norm(c_hq - c_lq, dim=1).mean()
+    return _reduce(torch.linalg.vector_norm(c_hq - c_lq, dim=1), reduction)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,6 +477,10 @@ class AntiCompressionLoss(nn.Module):
         Switch individual terms on or off.
     detach_hq : bool
         Passed to :func:`attention_transfer_loss`: True transfers HQ -> LQ only.
+    reduction : {"mean", "sum"}, default "mean"
+        How ``L_Dis`` (the metric and pair terms) reduces over the batch: "sum" is eq. 6 as printed. The other
+        terms are means either way (eq. 2 is an expectation, eq. 5's cross-entropy is averaged, its transfer term
+        has no sum).
     """
 
     def __init__(
@@ -471,6 +496,7 @@ class AntiCompressionLoss(nn.Module):
         use_transfer: bool = True,
         use_gan: bool = True,
         detach_hq: bool = True,
+        reduction: str = "mean",
     ):
         super().__init__()
         for name, value in (("lambda_gan", lambda_gan), ("lambda_at", lambda_at), ("lambda_pair", lambda_pair)):
@@ -478,6 +504,9 @@ class AntiCompressionLoss(nn.Module):
                 raise ValueError(f"{name} must be non-negative; got {value}")
         if not 0 <= r_minus < r_plus:
             raise ValueError(f"the radii must satisfy 0 <= r_minus < r_plus; got r_minus={r_minus}, r_plus={r_plus}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
         self.lambda_gan, self.lambda_at, self.lambda_pair = lambda_gan, lambda_at, lambda_pair
         self.r_minus, self.r_plus = r_minus, r_plus
         self.use_metric, self.use_pair, self.use_gan = use_metric, use_pair, use_gan
@@ -487,7 +516,8 @@ class AntiCompressionLoss(nn.Module):
         on = [n for n in ("metric", "pair", "attention", "transfer", "gan") if getattr(self, f"use_{n}")]
         return (
             f"lambda_gan={self.lambda_gan}, lambda_at={self.lambda_at}, lambda_pair={self.lambda_pair}, "
-            f"r_minus={self.r_minus}, r_plus={self.r_plus}, on={on}, detach_hq={self.detach_hq}"
+            f"r_minus={self.r_minus}, r_plus={self.r_plus}, on={on}, detach_hq={self.detach_hq}, "
+            f"reduction={self.reduction!r}"
         )
 
     def forward(
@@ -536,11 +566,11 @@ class AntiCompressionLoss(nn.Module):
         parts = dict.fromkeys(PART_NAMES, zero)
         total = zero
         if self.use_metric:
-            parts["metric_hq"] = metric_loss(c_hq, is_fake, self.r_minus, self.r_plus)
-            parts["metric_lq"] = metric_loss(c_lq, is_fake, self.r_minus, self.r_plus)
+            parts["metric_hq"] = metric_loss(c_hq, is_fake, self.r_minus, self.r_plus, self.reduction)
+            parts["metric_lq"] = metric_loss(c_lq, is_fake, self.r_minus, self.r_plus, self.reduction)
             total = total + parts["metric_hq"] + parts["metric_lq"]
         if self.use_pair and self.lambda_pair > 0:
-            parts["pair"] = pair_loss(c_hq, c_lq)
+            parts["pair"] = pair_loss(c_hq, c_lq, self.reduction)
             total = total + self.lambda_pair * parts["pair"]
         if m_hq is not None and self.lambda_at > 0:
             if self.use_attention:

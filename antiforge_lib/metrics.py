@@ -49,6 +49,7 @@ __all__ = [
     "CE_THRESHOLD",
     "FewNegativesWarning",
     "metric_threshold",
+    "decision_threshold",
     "accuracy",
     "auc",
     "tar_at_far",
@@ -78,6 +79,30 @@ def metric_threshold(r_minus: float = 0.1, r_plus: float = 18.0) -> float:
 METRIC_THRESHOLD = metric_threshold(0.1, 18.0)
 #: Threshold on the fake-class probability of a cross-entropy model.
 CE_THRESHOLD = 0.5
+
+
+def decision_threshold(config=None, ce: bool = False) -> float:
+    """The threshold a detector was trained for; every default threshold of the library comes from here.
+
+    Parameters
+    ----------
+    config : TrainConfig, dict or nn.Module, optional
+        The training settings (a model carrying them as ``model.antiforge_config``, as the learners and
+        :func:`~antiforge_lib.detect.load_detector` leave it, also works). Their radii ``r_minus`` and ``r_plus``
+        give ``(r_minus + r_plus) / 2``; without a config, the paper's radii give 9.05 (Sec. 4.2). A config whose
+        ``model`` is ``"single-ce"`` (the CLI's cross-entropy baseline) counts as ``ce=True``.
+    ce : bool, default False
+        The model has a cross-entropy head: the threshold is :data:`CE_THRESHOLD` (0.5) on the fake-class
+        probability.
+    """
+    if isinstance(config, torch.nn.Module):
+        config = getattr(config, "antiforge_config", None)
+    if config is not None and not isinstance(config, dict):
+        config = config.to_dict() if hasattr(config, "to_dict") else vars(config)
+    config = config or {}
+    if ce or config.get("model") == "single-ce":
+        return CE_THRESHOLD
+    return metric_threshold(float(config.get("r_minus", 0.1)), float(config.get("r_plus", 18.0)))
 
 
 class FewNegativesWarning(UserWarning):
@@ -332,10 +357,6 @@ def scores_from_output(out) -> torch.Tensor:
     return torch.linalg.vector_norm(out.detach().float(), dim=1)
 
 
-def _default_threshold(out) -> float:
-    return CE_THRESHOLD if getattr(out, "logits", None) is not None else METRIC_THRESHOLD
-
-
 def _far_column(far: float) -> str:
     return f"TAR@{far * 100:g}%"
 
@@ -393,8 +414,10 @@ def evaluate(
         ``items`` with a ``video`` column (and optionally ``method``) and the loader serves it in order, the
         video-level AUC is computed too, with ids ``"method/video"``.
     threshold : float, optional
-        ACC threshold; default :data:`METRIC_THRESHOLD` (9.05) for embedding norms, :data:`CE_THRESHOLD` (0.5)
-        for fake-class probabilities. Fix it in advance; do not tune it on the set you report.
+        ACC threshold; default :func:`decision_threshold` of the model's training config
+        (``model.antiforge_config``): ``(r_minus + r_plus) / 2`` for embedding norms (9.05 with the paper's radii or
+        without a config), 0.5 for fake-class probabilities. Fix it in advance; do not tune it on the set you
+        report.
     fars : sequence of float
         FARs (fractions) for the TAR columns, named ``TAR@{100 * far:g}%``.
     device : torch.device or str, optional
@@ -428,7 +451,8 @@ def evaluate(
                 out = run(lq.to(device))
                 scores.append(scores_from_output(out).cpu())
                 labels.append(torch.as_tensor(label).reshape(-1).cpu())
-                default = _default_threshold(out) if default is None else default
+                if default is None:
+                    default = decision_threshold(model, ce=getattr(out, "logits", None) is not None)
                 m = getattr(out, "m", None)
                 if m is not None:
                     c, t = _pbca_counts(m, mask, 0.5)

@@ -2,7 +2,9 @@
 
 A timm backbone is cut at a named stage into a *head* (image -> mid-level feature map ``V``) and a *tail*
 (``V`` -> ``d``-dimensional embedding ``C``, global average pooled, no classifier). The paper cuts XceptionNet
-between Block 7 and Block 8 of the middle flow (Sec. 4.2), which is ``split="block8"`` here.
+between Block 7 and Block 8 of the middle flow (Sec. 4.2), which is ``split="block8"`` here, in timm's
+``legacy_xception`` numbering (middle flow = ``block4`` ... ``block11``), as FFD and the authors' code read it.
+In Keras' numbering (middle flow = ``block5`` ... ``block12``) the same words would cut one block earlier.
 
 :class:`TwoBranchNet` holds two heads with separate weights (``head_hq``, ``head_lq``), one attention layer per
 branch (``attention_hq``, ``attention_lq``) and ONE ``tail`` shared by both branches; per branch (eq. 3/4)::
@@ -46,6 +48,7 @@ __all__ = [
     "param_counts",
     "splitter",
     "create_model",
+    "PretrainedWeightsUnavailable",
 ]
 
 
@@ -155,6 +158,10 @@ def _host_reachable(host: str, timeout: float = _PROBE_TIMEOUT_S) -> bool:
         return False
 
 
+class PretrainedWeightsUnavailable(RuntimeError):
+    """``pretrained=True`` but the ImageNet weights could not be downloaded; the message says what to do."""
+
+
 def _offline_message(backbone: str, host: str | None) -> str:
     where = f" from {host}" if host else ""
     hint = " If they are in the Hugging Face cache already, set HF_HUB_OFFLINE=1." if host == "huggingface.co" else ""
@@ -174,7 +181,7 @@ def _create_pretrained(backbone: str) -> nn.Module:
     offline_ok = cached or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     probe = host is not None and not offline_ok and not any(os.environ.get(v) for v in _PROXY_VARS)
     if probe and not _host_reachable(host):
-        raise RuntimeError(_offline_message(backbone, host))
+        raise PretrainedWeightsUnavailable(_offline_message(backbone, host))
     download_errors: tuple[type[BaseException], ...] = (OSError,)  # URLError, ConnectionError, hub errors
     try:
         import httpx  # huggingface_hub's transport; its errors are not OSErrors
@@ -185,7 +192,7 @@ def _create_pretrained(backbone: str) -> nn.Module:
     try:
         return timm.create_model(backbone, pretrained=True, num_classes=0)
     except download_errors as err:
-        raise RuntimeError(_offline_message(backbone, host)) from err
+        raise PretrainedWeightsUnavailable(_offline_message(backbone, host)) from err
 
 
 def _load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, Tensor], backbone: str) -> None:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
 from .data import denormalize
-from .metrics import CE_THRESHOLD, METRIC_THRESHOLD, metric_threshold, scores_from_output
+from .metrics import decision_threshold, scores_from_output
 
 __all__ = [
     "collect_embeddings",
@@ -148,7 +148,7 @@ def collect_embeddings(
     def keep(key, value):
         parts.setdefault(key, []).append(value.detach().cpu())
 
-    n, threshold = 0, METRIC_THRESHOLD
+    n, threshold = 0, decision_threshold(model)
     was_training = model.training
     model.eval()
     try:
@@ -165,7 +165,7 @@ def collect_embeddings(
                 else:
                     out = model(lq.to(device))
                     branches = {"lq": (out.c, out.m)}
-                    threshold = CE_THRESHOLD if out.logits is not None else METRIC_THRESHOLD
+                    threshold = decision_threshold(model, ce=out.logits is not None)
                 for b, (c, m) in branches.items():
                     keep(f"c_{b}", c.float())
                     keep(f"norm_{b}", torch.linalg.vector_norm(c.float(), dim=1))
@@ -254,7 +254,8 @@ def plot_distance_histogram(
         trace's ``meta`` is ``{"branch": "hq" | "lq", "label": 0 | 1}``. Vertical lines are layout shapes.
     """
     if threshold is None:
-        threshold = metric_threshold(r_minus if r_minus is not None else 0.1, r_plus if r_plus is not None else 18.0)
+        radii = {"r_minus": r_minus, "r_plus": r_plus}
+        threshold = decision_threshold({k: v for k, v in radii.items() if v is not None})
     branches = [b for b in BRANCHES if f"norm_{b}" in emb or f"c_{b}" in emb]
     if not branches:
         raise ValueError(f"emb holds no norm_hq/norm_lq (nor c_hq/c_lq); keys: {sorted(emb)}")
@@ -519,7 +520,7 @@ def plot_attention_gallery(emb: Mapping, n_per_kind: int = 1, threshold: float |
     score = np.asarray(emb["score"] if "score" in emb else emb["norm_lq"], np.float64).reshape(-1)
     y = _labels(emb, len(score))
     if threshold is None:
-        threshold = float(emb.get("threshold", METRIC_THRESHOLD))
+        threshold = float(emb.get("threshold", decision_threshold()))
     called_fake = score > threshold
     columns = [
         (k, t)

@@ -1,7 +1,12 @@
-"""Suite-wide settings."""
+"""Suite-wide settings, and fixtures that keep tests off the network."""
+
+import socket
 
 import pytest
+import timm
 import torch
+
+from antiforge_lib import models
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -12,3 +17,31 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    """Fail the test if timm is asked to download, and clear the settings that skip our network probe."""
+    for var in models._PROXY_VARS + ("HF_HUB_OFFLINE",):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch.hub cache
+    create = timm.create_model
+
+    def guarded(*args, pretrained=False, **kw):
+        if pretrained:
+            raise AssertionError("timm was asked to download")
+        return create(*args, pretrained=pretrained, **kw)
+
+    monkeypatch.setattr(timm, "create_model", guarded)
+    return monkeypatch
+
+
+@pytest.fixture
+def offline(no_download):
+    """No host answers (as on a machine without network): the ImageNet download must fail fast."""
+
+    def unreachable(*args, **kw):
+        raise OSError("[Errno -2] Name or service not known")
+
+    no_download.setattr(socket, "create_connection", unreachable)
+    return no_download

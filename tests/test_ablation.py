@@ -1,6 +1,7 @@
 """antiforge_lib.ablation: Table 3 as data, the rows' learners, and run_ablation on a tiny pair cache (32 px)."""
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -15,7 +16,7 @@ from antiforge_lib import ablation as A
 from antiforge_lib.ablation import METRICS, TABLE3, AblationRow, paper_table, run_ablation
 from antiforge_lib.callbacks import AdversarialAlignment, SelectInput
 from antiforge_lib.metrics import FewNegativesWarning
-from antiforge_lib.models import SingleBranchNet, TwoBranchNet
+from antiforge_lib.models import PretrainedWeightsUnavailable, SingleBranchNet, TwoBranchNet
 from antiforge_lib.pairs import INDEX_COLUMNS, load_index
 from antiforge_lib.provenance import read_json
 
@@ -223,6 +224,7 @@ def test_run_ablation_writes_one_json_per_row_and_seed(ran):
     assert rec["paper"]["ACC"] == 98.93 and rec["data"] == {
         "variant": "c23,c40",
         "n_pairs": {"test": 4, "train": 8, "val": 4},
+        "methods": ["Deepfakes"],
     }
     assert rec["metrics"]["n_real"] == rec["metrics"]["n_fake"] == 2
     assert rec["train_seconds"] > 0 and len(rec["history"]) == 1
@@ -320,3 +322,25 @@ def test_no_test_split_falls_back_to_val(tmp_path, fits):
         df = run_ablation([2], index, out_dir=tmp_path / "out", **OPTS)
     assert df.loc[2, ("row", "eval_split")] == "val"
     assert read_json(tmp_path / "out" / "row02_seed0.json")["eval_split"] == "val"
+
+
+def test_table3_data_is_deepfakes_and_the_originals(tmp_path):
+    index = _write_cache(tmp_path / "mixed")
+    moved = index.index[index["label"] == 1][::2]
+    mixed = index.copy()
+    mixed.loc[moved, "method"] = "Face2Face"  # a FaceForensics++ cache of two methods
+    kept = A._caches(mixed)["c23,c40"]
+    assert set(kept["method"]) == {"Deepfakes", "original"}
+    assert (kept["label"] == 0).sum() == (index["label"] == 0).sum() and len(kept) == len(index) - len(moved)
+    assert set(A._caches(mixed, ["Face2Face"])["c23,c40"]["method"]) == {"Face2Face", "original"}
+    with pytest.raises(ValueError, match=r"no \['Deepfakes'\] pairs.*--methods Deepfakes"):
+        A._caches(mixed.replace({"method": {"Deepfakes": "FaceSwap"}}))
+    sample = index.replace({"method": {"Deepfakes": "SelfBlend"}})  # not FaceForensics++: used whole
+    pd.testing.assert_frame_equal(A._caches(sample)["c23,c40"], sample)
+
+
+def test_paper_preset_starts_from_imagenet_and_fails_fast_offline(cache, offline, tmp_path):
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"no network\?.*weights="):
+        run_ablation([2], cache, preset="paper", epochs=1, progress=False, num_workers=0, device="cpu", out_dir=tmp_path)
+    assert time.perf_counter() - start < 10 and not list(tmp_path.glob("*.json"))

@@ -3,12 +3,13 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from ffpp_fixture import write_tree
 
-from antiforge_lib import cli
+from antiforge_lib import cli, models
 from antiforge_lib.data import PairedFaces
 from antiforge_lib.detect import detect, load_detector
 from antiforge_lib.metrics import evaluate
@@ -305,6 +306,23 @@ def test_bad_arguments_exit_2_with_one_line(cache, tmp_path, capsys):
     one_line_error(*run(["frobnicate"], capsys)[::2], "frobnicate")
     one_line_error(*run([], capsys)[::2], "required")
     assert not out.exists()  # nothing was written by the failed commands
+
+
+def test_paper_preset_needs_imagenet_weights_and_says_how_to_go_without(cache, offline, tmp_path, capsys):
+    pairs, _ = cache
+    start = time.perf_counter()
+    argv = ["train", "--pairs", pairs, "--out", tmp_path / "paper", "--workers", "0", "--quiet"]
+    one_line_error(*run(argv, capsys)[::2], "no network?", "--set weights=FILE", "--set pretrained=false")
+    assert time.perf_counter() - start < 15
+    # --set weights= replaces the preset's download with a local state dict: the run needs no network.
+    state = tmp_path / "resnet18.pth"
+    torch.save(models.timm.create_model("resnet18", num_classes=0).state_dict(), state)
+    small = ["--set", "backbone=resnet18", "--set", "split=layer4", "--set", "size=32", "--set", "batch_size=4"]
+    rc, out, err = run([*argv[:4], tmp_path / "local", *argv[5:], *small, "--set", f"weights={state}",
+                        "--epochs", "1", "--results", tmp_path / "local.json"], capsys)  # fmt: skip
+    assert rc == 0, err
+    config = results(tmp_path / "local.json")["config"]
+    assert config["weights"] == str(state) and not config["pretrained"] and config["lr"] == 1e-4
 
 
 def test_resume_with_other_settings_is_refused(trained, capsys):

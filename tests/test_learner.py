@@ -84,14 +84,24 @@ def fitted():
 # TrainConfig
 
 
-def test_config_defaults_are_the_papers():
+def test_config_defaults_are_the_papers_and_the_paper_preset_adds_imagenet():
     c = TrainConfig()
     assert (c.backbone, c.split, c.size, c.batch_size, c.lr) == ("legacy_xception", "block8", 299, 32, 1e-4)
     assert (c.lambda_gan, c.lambda_at, c.lambda_pair) == (0.001, 1.0, 0.1)
     assert (c.r_minus, c.r_plus) == (0.1, 18.0)
     assert c.threshold == pytest.approx(9.05)
-    assert c.attention and c.transfer and c.gan and c.metric
-    assert TrainConfig.preset("paper") == c
+    assert c.attention and c.transfer and c.gan and c.metric and c.reduction == "mean"
+    assert not c.pretrained  # as timm: building a config never needs the network
+    # Sec. 4.2: both branches start from ImageNet; the preset is the defaults plus that, nothing else.
+    paper = TrainConfig.preset("paper")
+    assert paper.pretrained and paper == c.replace(pretrained=True)
+    # A local state dict replaces the download (offline), unless the caller insists on both.
+    local = TrainConfig.preset("paper", weights="xception.pth")
+    assert local.weights == "xception.pth" and not local.pretrained
+    with pytest.raises(ValueError, match="not both"):
+        TrainConfig.preset("paper", weights="xception.pth", pretrained=True)
+    with pytest.raises(ValueError, match="reduction"):
+        TrainConfig(reduction="max")
 
 
 def test_config_overrides_and_demo_preset():
@@ -121,6 +131,12 @@ def test_learner_takes_overrides():
     assert not any(isinstance(cb, AdversarialAlignment) for cb in learn.cbs)
     assert learn.model.attention_hq is None
     assert learn.dls.n_inp == 2
+    # The model carries its config, so evaluate() and viz find the threshold it was trained for.
+    assert learn.model.antiforge_config is learn.train_config
+    # reduction reaches the losses of both learners.
+    summed = anticompression_learner(tiny_dls(), demo(), reduction="sum")
+    assert summed.loss_func.loss.reduction == "sum"
+    assert single_branch_learner(tiny_dls(), demo(), reduction="sum").loss_func.reduction == "sum"
 
 
 def test_compile_switch_compiles_in_place_and_keeps_state_dict_keys():

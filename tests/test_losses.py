@@ -45,6 +45,12 @@ def test_metric_loss_is_the_batch_mean_and_accepts_label_dtypes():
     assert L.metric_loss(c.repeat(3, 1), torch.tensor([0, 0, 1, 1] * 3)).item() == pytest.approx(expected)
     # Custom radii.
     assert L.metric_loss(_vec(3, 4), torch.tensor([0]), r_minus=1.0, r_plus=2.0).item() == pytest.approx(4.0)
+    # reduction="sum" is eq. 6 as printed: the hinges added up, so repeating the batch triples it.
+    labels = torch.tensor([0, 0, 1, 1])
+    assert L.metric_loss(c, labels, reduction="sum").item() == pytest.approx(0 + 4.9 + 13 + 0)
+    assert L.metric_loss(c.repeat(3, 1), labels.repeat(3), reduction="sum").item() == pytest.approx(3 * 17.9)
+    with pytest.raises(ValueError, match="reduction"):
+        L.metric_loss(c, labels, reduction="max")
 
 
 def test_metric_loss_zero_when_reals_inside_and_fakes_beyond():
@@ -94,6 +100,7 @@ def test_pair_loss_by_hand():
     c_hq = torch.tensor([[3.0, 4.0, 0.0], [1.0, 1.0, 1.0]])
     c_lq = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 2.0]])
     assert L.pair_loss(c_hq, c_lq).item() == pytest.approx((5 + 1) / 2)
+    assert L.pair_loss(c_hq, c_lq, reduction="sum").item() == pytest.approx(5 + 1)
     assert L.pair_loss(c_hq, c_hq).item() == 0.0
     with pytest.raises(ValueError, match="same shape"):
         L.pair_loss(c_hq, c_lq[:, :2])
@@ -403,3 +410,24 @@ def test_total_loss_validation():
         L.AntiCompressionLoss(lambda_gan=-1.0)
     with pytest.raises(ValueError, match="r_minus < r_plus"):
         L.AntiCompressionLoss(r_minus=20.0)
+
+
+def test_sum_reduction_reweights_l_dis_against_the_other_terms():
+    """eq. 6 summed over the batch grows with B; the transfer term (no sum in eq. 5) does not."""
+    torch.manual_seed(0)
+    b = 8
+    out = SimpleNamespace(
+        c_hq=torch.randn(b, 16), c_lq=torch.randn(b, 16), m_hq=torch.rand(b, 1, 4, 4), m_lq=torch.rand(b, 1, 4, 4)
+    )
+    is_fake, mask = torch.tensor([0, 1] * (b // 2)), torch.zeros(b, 1, 8, 8)
+    _, mean = L.AntiCompressionLoss(use_gan=False)(out, is_fake, mask)
+    total, summed = L.AntiCompressionLoss(use_gan=False, reduction="sum")(out, is_fake, mask)
+    for name in ("metric_hq", "metric_lq", "pair"):
+        assert summed[name].item() == pytest.approx(b * mean[name].item(), rel=1e-5)
+    for name in ("attention_hq", "attention_lq", "transfer"):
+        assert summed[name].item() == pytest.approx(mean[name].item(), rel=1e-6)
+    by_hand = summed["metric_hq"] + summed["metric_lq"] + 0.1 * summed["pair"]
+    by_hand = by_hand + summed["attention_hq"] + summed["attention_lq"] + summed["transfer"]
+    assert total.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="reduction"):
+        L.AntiCompressionLoss(reduction="batchmean")

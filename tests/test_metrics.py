@@ -26,6 +26,33 @@ def test_threshold_is_halfway_between_the_radii():
         M.metric_threshold(5.0, 1.0)
 
 
+def test_decision_threshold_is_the_one_rule():
+    assert M.decision_threshold() == pytest.approx((0.1 + 18.0) / 2)  # the paper's radii, Sec. 4.2
+    assert M.decision_threshold({"r_minus": 0.01, "r_plus": 10.0}) == pytest.approx(5.005)
+    assert M.decision_threshold(SimpleNamespace(to_dict=lambda: {"r_minus": 1.0, "r_plus": 3.0})) == 2.0
+    assert M.decision_threshold({"r_minus": 1.0, "r_plus": 3.0}, ce=True) == 0.5
+    assert M.decision_threshold({"model": "single-ce"}) == 0.5
+    net = torch.nn.Linear(2, 2)
+    assert M.decision_threshold(net) == pytest.approx(9.05)  # a model without a config: the paper's radii
+    net.antiforge_config = {"r_minus": 0.0, "r_plus": 4.0}
+    assert M.decision_threshold(net) == 2.0
+
+
+def test_evaluate_defaults_to_the_models_own_threshold():
+    """Norms 1 (real) and 3 (fake): right at the radii (0, 4)'s threshold 2, wrong at the paper's 9.05."""
+
+    class Norms(torch.nn.Module):
+        def forward(self, lq):
+            return lq.flatten(1)[:, :2]
+
+    net = Norms()
+    lq = torch.tensor([[1.0, 0.0], [3.0, 0.0]]).reshape(2, 2, 1, 1)
+    batch = (lq, lq, torch.zeros(2, 1, 1, 1), torch.tensor([0, 1]))
+    assert M.evaluate(net, [batch])["ACC"].item() == 0.5
+    net.antiforge_config = {"r_minus": 0.0, "r_plus": 4.0}
+    assert M.evaluate(net, [batch])["ACC"].item() == 1.0
+
+
 def test_accuracy_by_hand():
     scores = [0.5, 9.05, 9.06, 20.0, 3.0]
     is_fake = [0, 1, 1, 1, 0]

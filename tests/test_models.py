@@ -325,23 +325,6 @@ def test_bad_weights_are_rejected(resnet18_file, tmp_path):
         TwoBranchNet("resnet18", split="layer4", pretrained=True, weights=path)
 
 
-@pytest.fixture
-def no_download(monkeypatch, tmp_path):
-    """Fail the test if timm is asked to download, and clear the settings that skip our network probe."""
-    for var in models._PROXY_VARS + ("HF_HUB_OFFLINE",):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch.hub cache
-    create = timm.create_model
-
-    def guarded(*args, pretrained=False, **kw):
-        if pretrained:
-            raise AssertionError("timm was asked to download")
-        return create(*args, pretrained=pretrained, **kw)
-
-    monkeypatch.setattr(timm, "create_model", guarded)
-    return monkeypatch
-
-
 def test_pretrained_offline_fails_fast_without_download(no_download):
     def unreachable(*args, **kw):
         raise OSError("[Errno -2] Name or service not known")
