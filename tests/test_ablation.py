@@ -342,5 +342,5 @@ def test_table3_data_is_deepfakes_and_the_originals(tmp_path):
 def test_paper_preset_starts_from_imagenet_and_fails_fast_offline(cache, offline, tmp_path):
     start = time.perf_counter()
     with pytest.raises(PretrainedWeightsUnavailable, match=r"no network\?.*weights="):
-        run_ablation([2], cache, preset="paper", epochs=1, progress=False, num_workers=0, device="cpu", out_dir=tmp_path)
+        run_ablation([2], cache, preset="paper", epochs=1, progress=False, num_workers=0, out_dir=tmp_path)
     assert time.perf_counter() - start < 10 and not list(tmp_path.glob("*.json"))

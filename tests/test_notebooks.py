@@ -1,8 +1,8 @@
 """Static checks of the committed chapters (fast; no execution)."""
 
 import ast
-from pathlib import Path
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
