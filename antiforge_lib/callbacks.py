@@ -52,6 +52,8 @@ __all__ = [
     "ChannelsLast",
     "MixedPrecision",
     "CheckpointEveryEpoch",
+    "StopOnDivergence",
+    "TrainingDiverged",
     "EarlyStopping",
     "SaveBestModel",
     "plot_loss_breakdown",
@@ -533,6 +535,44 @@ class CheckpointEveryEpoch(Callback):
         stoppers = [cb for cb in self.learn.cbs if isinstance(cb, EarlyStopping) and cb.stopped]
         if stoppers:  # the epoch completed; only the early stop skipped our after_epoch
             save_checkpoint(self.learn, self.path, epoch=self.epoch, stopped=True)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss or the weights became NaN or infinite; nothing of the epoch was saved."""
+
+
+class StopOnDivergence(Callback):
+    """Stop the fit with :class:`TrainingDiverged` when the loss or the weights stop being finite.
+
+    Each training batch's loss is checked on its device, without waiting for it (no host sync per batch); the
+    verdict is read once, at the end of the epoch's training phase. That is before validation and before
+    ``after_epoch``, where :class:`CheckpointEveryEpoch` and :class:`SaveBestModel` write: a diverged epoch is never
+    saved, nor kept as the best, so a rerun resumes from the last sound epoch. The message names the epoch, the
+    first bad batch and the learning rate to lower.
+    """
+
+    def before_epoch(self):
+        self.first_bad = None
+
+    def after_batch(self):
+        if not self.training:
+            return
+        bad = ~torch.isfinite(self.learn.loss.detach()).all()
+        first = self.first_bad if self.first_bad is not None else torch.full((), -1, device=bad.device)
+        self.first_bad = torch.where(bad & (first < 0), torch.full_like(first, self.iter), first)
+
+    def after_train(self):
+        batch = -1 if self.first_bad is None else int(self.first_bad)
+        params = [p for p in self.learn.model.parameters() if p.is_floating_point()]
+        weights_ok = bool(torch.stack([torch.isfinite(p).all() for p in params]).all()) if params else True
+        if batch < 0 and weights_ok:
+            return
+        what = f"batch {batch} (its loss is not finite)" if batch >= 0 else "the end of training (weights not finite)"
+        lr = self.learn.opt.hypers[-1]["lr"] if self.learn.opt is not None else self.learn.lr
+        raise TrainingDiverged(
+            f"training diverged at epoch {self.epoch}, {what}; nothing of this epoch was saved. "
+            f"Lower the learning rate (now {lr:.3g})."
+        )
 
 
 class EarlyStopping(EarlyStoppingCallback):

@@ -362,25 +362,8 @@ def parse_set(items: list[str]) -> dict:
     return out
 
 
-def _validate_config(cfg) -> None:
-    import timm
-
-    from .metrics import metric_threshold
-
-    for name in ("size", "batch_size", "epochs"):
-        _positive(name, getattr(cfg, name))
-    _positive("size", cfg.size, 16)
-    _positive("n_critic", cfg.n_critic, 0)
-    _positive("patience", cfg.patience, 1)
-    for name in ("lr", "critic_lr"):
-        if not getattr(cfg, name) > 0:
-            raise CLIError(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ("wd", "lambda_gan", "lambda_at", "lambda_pair", "gp_weight"):
-        if not getattr(cfg, name) >= 0:
-            raise CLIError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    metric_threshold(cfg.r_minus, cfg.r_plus)  # ValueError when the radii are not 0 <= r- < r+
-    if not timm.is_model(cfg.backbone):
-        raise CLIError(f"backbone {cfg.backbone!r} is not a timm model name (e.g. legacy_xception, resnet18)")
+def _check_weights_file(cfg) -> None:
+    """The config checks itself (TrainConfig.__post_init__); a local weights file is checked here, before any work."""
     if cfg.weights is not None and not Path(cfg.weights).is_file():
         raise CLIError(f"weights {cfg.weights}: no such file")
 
@@ -579,7 +562,7 @@ def _cmd_train(args, argv) -> int:
     if args.epochs is not None:
         extra["epochs"] = args.epochs
     cfg = cfg.replace(**extra)
-    _validate_config(cfg)
+    _check_weights_file(cfg)
     _positive("--workers", args.workers, 0)
     device = _device(args.device, args.threads)
     pairs = _pairs_dir(args.pairs)
@@ -784,11 +767,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         msg = _exc_message(e)
     except RuntimeError as e:
+        from .callbacks import TrainingDiverged
         from .models import PretrainedWeightsUnavailable
 
-        if not isinstance(e, PretrainedWeightsUnavailable) or os.environ.get("ANTIFORGE_DEBUG"):
+        hints = {
+            PretrainedWeightsUnavailable: "On the command line: --set weights=FILE, or --set pretrained=false to "
+            "start from scratch.",
+            TrainingDiverged: "On the command line: --set lr=... (rerunning resumes after the last sound epoch).",
+        }
+        hint = next((h for kind, h in hints.items() if isinstance(e, kind)), None)
+        if hint is None or os.environ.get("ANTIFORGE_DEBUG"):
             raise
-        hint = "On the command line: --set weights=FILE, or --set pretrained=false to start from scratch."
         msg = f"{_one_line(e)} {hint}"
     sys.stdout.flush()
     print(f"{PROG}: error: {msg}", file=sys.stderr)

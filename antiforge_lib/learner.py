@@ -19,11 +19,14 @@ Example
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +41,7 @@ from .callbacks import (
     SaveBestModel,
     SelectInput,
     SetEpoch,
+    StopOnDivergence,
     plot_loss_breakdown,
 )
 from .data import pair_dataloaders, self_blend_dataloaders
@@ -180,6 +184,22 @@ class TrainConfig:
         return cls(**settings)
 
     def __post_init__(self):
+        """Check every setting when the config is made, so that a bad value fails here, by name, not mid-run."""
+        for name, minimum in (("size", 16), ("batch_size", 1), ("epochs", 1), ("n_critic", 0), ("items_per_epoch", 1)):
+            _check_whole(name, getattr(self, name), minimum)
+        if self.patience is not None:
+            _check_whole("patience", self.patience, 1, "or None (no early stopping)")
+        for name in ("lr", "critic_lr"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive, finite learning rate (e.g. 1e-4), got {value!r}")
+        for name in ("wd", "lambda_gan", "lambda_at", "lambda_pair", "gp_weight", "r_minus", "r_plus"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        metric_threshold(self.r_minus, self.r_plus)  # explains radii that are not 0 <= r_minus < r_plus
+        if not timm.is_model(self.backbone):
+            raise ValueError(f"backbone {self.backbone!r} is not a timm model name (e.g. legacy_xception, resnet18)")
         if self.mixed_precision not in (None, "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
         if self.pretrained and self.weights is not None:
@@ -192,8 +212,6 @@ class TrainConfig:
             raise ValueError(f"lq_codec must be one of {sorted(CODECS)}, got {self.lq_codec!r}")
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-        if self.items_per_epoch < 1:
-            raise ValueError(f"items_per_epoch must be at least 1, got {self.items_per_epoch}")
 
     @property
     def threshold(self) -> float:
@@ -210,6 +228,17 @@ class TrainConfig:
         if unknown:
             raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
         return replace(self, **overrides)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_whole(name: str, value, minimum: int, alternative: str = "") -> None:
+    if not (_is_number(value) and float(value).is_integer() and value >= minimum):
+        raise ValueError(
+            f"{name} must be a whole number >= {minimum}{' ' + alternative if alternative else ''}, got {value!r}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -318,7 +347,7 @@ def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
 
 
 def _common_cbs(config: TrainConfig, on_cuda: bool, checkpoint, save_best: bool) -> list:
-    cbs = [SetEpoch()]
+    cbs = [SetEpoch(), StopOnDivergence()]  # a NaN stops the fit before anything of its epoch is saved
     if config.patience is not None:
         # The paper's rule: stop when the validation loss stops falling; the best epoch's weights are kept.
         cbs.append(EarlyStopping(monitor="valid_loss", patience=config.patience))

@@ -270,7 +270,11 @@ def attention_loss(m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise ValueError("m must hold probabilities in [0, 1]; pass the sigmoid of the attention logits")
     target = resize_mask(mask.to(m.device), m.shape[-2:])
     with torch.autocast(device_type=m.device.type, enabled=False):
-        return F.binary_cross_entropy(m.float(), target.float())
+        m = m.float()
+        # A map that went NaN (a diverged run) must give a NaN loss, which the training loop reports as divergence,
+        # not torch's "input should be between 0 and 1" error (a device assert on CUDA): score a stand-in, then
+        # add 0 * sum(m), which is NaN exactly when m holds a NaN and contributes no gradient otherwise.
+        return F.binary_cross_entropy(torch.nan_to_num(m, nan=0.5), target.float()) + 0.0 * m.sum()
 
 
 def attention_transfer_loss(

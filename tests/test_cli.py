@@ -296,7 +296,7 @@ def test_bad_arguments_exit_2_with_one_line(cache, tmp_path, capsys):
     one_line_error(*run([*base, "--set", "no_such=1"], capsys)[::2], "no_such", "valid fields:", "backbone", "lr")
     one_line_error(*run(["train", "--pairs", tmp_path / "nowhere", "--out", out], capsys)[::2], "nowhere")
     one_line_error(*run(["train", "--pairs", pairs, "--out", out, "--preset", "huge"], capsys)[::2], "huge", "demo")
-    one_line_error(*run([*base, "--set", "lr=-1"], capsys)[::2], "lr must be positive")
+    one_line_error(*run([*base, "--set", "lr=-1"], capsys)[::2], "lr must be a positive")
     one_line_error(*run([*base, "--set", "backbone=nonet"], capsys)[::2], "nonet")
     one_line_error(*run([*base, "--set", "r_minus=5", "--set", "r_plus=1"], capsys)[::2], "r_minus")
     one_line_error(*run([*base, "--device", "cuda:7"], capsys)[::2], "cuda")
@@ -323,6 +323,14 @@ def test_paper_preset_needs_imagenet_weights_and_says_how_to_go_without(cache, o
     assert rc == 0, err
     config = results(tmp_path / "local.json")["config"]
     assert config["weights"] == str(state) and not config["pretrained"] and config["lr"] == 1e-4
+
+
+def test_divergence_is_one_line_and_saves_nothing(cache, tmp_path, capsys):
+    pairs, _ = cache
+    out = tmp_path / "run"
+    argv = ["train", "--pairs", pairs, "--out", out, *TINY, "--set", "lr=1e30", "--set", "schedule=constant"]
+    one_line_error(*run([*argv, "--epochs", "2"], capsys)[::2], "diverged at epoch 0", "--set lr=")
+    assert not (out / "checkpoint.pth").exists() and not (out / "detector.pth").exists()
 
 
 def test_resume_with_other_settings_is_refused(trained, capsys):

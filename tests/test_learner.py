@@ -16,6 +16,7 @@ from antiforge_lib.callbacks import (
     LossBreakdown,
     SaveBestModel,
     ScoreEachEpoch,
+    TrainingDiverged,
     epoch_skipped,
     load_checkpoint,
     plot_loss_breakdown,
@@ -102,6 +103,39 @@ def test_config_defaults_are_the_papers_and_the_paper_preset_adds_imagenet():
         TrainConfig.preset("paper", weights="xception.pth", pretrained=True)
     with pytest.raises(ValueError, match="reduction"):
         TrainConfig(reduction="max")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(size=8),
+        dict(batch_size=0),
+        dict(epochs=0),
+        dict(epochs=2.5),
+        dict(n_critic=-1),
+        dict(patience=0),
+        dict(lr=-1),
+        dict(lr=float("inf")),
+        dict(lr=float("nan")),
+        dict(critic_lr=0),
+        dict(wd=-0.1),
+        dict(lambda_gan=-1),
+        dict(lambda_at=float("nan")),
+        dict(lambda_pair=-0.1),
+        dict(gp_weight=float("inf")),
+        dict(r_minus=5.0, r_plus=1.0),
+        dict(backbone="nonet"),
+        dict(mixed_precision="fp8"),
+        dict(items_per_epoch=0),
+    ],
+    ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
+)
+def test_config_rejects_bad_values_by_name(bad):
+    name = "r_minus" if "r_plus" in bad else next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        TrainConfig(**bad)
+    with pytest.raises(ValueError, match=name):  # replace() goes through the same checks
+        TrainConfig().replace(**bad)
 
 
 def test_config_overrides_and_demo_preset():
@@ -257,6 +291,25 @@ def test_resume_continues_from_last_epoch(tmp_path):
     assert [r["epoch"] for r in fresh.loss_breakdown.epochs] == [1, 1]  # only epoch 1 ran
     assert torch.load(path, weights_only=True)["epoch"] == 1
     assert any(isinstance(cb, CheckpointEveryEpoch) for cb in fresh.cbs)
+
+
+def test_a_nan_stops_training_before_anything_of_its_epoch_is_saved(tmp_path):
+    """Epoch 0 is sound; a weight turns NaN after the first step of epoch 1, so batch 1's loss is NaN."""
+
+    class Poison(Callback):
+        def after_step(self):
+            if self.epoch == 1 and self.iter == 0:
+                with torch.no_grad():
+                    next(self.learn.model.parameters()).view(-1)[0] = float("nan")
+
+    path = tmp_path / "run.pth"
+    learn = quiet(anticompression_learner(tiny_dls(), demo(epochs=3), checkpoint=path, save_best=True, path=tmp_path))
+    learn.add_cb(Poison())
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 1 .*nothing of this epoch was saved.*0\.001"):
+        learn.fit(3, lr=1e-3)
+    assert torch.load(path, weights_only=True)["epoch"] == 0  # the last sound epoch, for a rerun to resume from
+    best = torch.load(tmp_path / "models" / "best.pth", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in best.values() if v.is_floating_point())
 
 
 # ---------------------------------------------------------------------------------------------------------------
