@@ -44,14 +44,18 @@ def test_checks_give_a_verdict_on_unusable_returns(capsys):
     assert out.count("Not yet") == 3 and "Traceback" not in out
 
 
-def test_chapter2_checks_accept_right_and_reject_wrong_answers():
+def test_chapter2_checks_accept_right_and_reject_wrong_answers(capsys):
     from antiforge_lib import faces, pairs
 
     assert exercises.check_face_crop_box(lambda b, h, w: faces.clamp_box(faces.square_box(b, 1.3), h, w))
     assert not exercises.check_face_crop_box(lambda b, h, w: faces.clamp_box(faces.square_box(b, 1.0), h, w))
     assert not exercises.check_face_crop_box(lambda b, h, w: tuple(int(v) for v in faces.square_box(b, 1.3)))
     assert exercises.check_binarize_mask(lambda g: g / 255 > 0.1)
+    capsys.readouterr()
     assert not exercises.check_binarize_mask(lambda g: g / 255 > 0.2)  # the authors' code uses 0.2
+    assert "authors' public code" in capsys.readouterr().out
+    assert not exercises.check_binarize_mask(lambda g: g > 0.1)  # forgot to divide by 255
+    assert "authors'" not in capsys.readouterr().out
     assert not exercises.check_binarize_mask(lambda g: g > 0)
     assert exercises.check_frame_indices(pairs.frame_indices)
     assert not exercises.check_frame_indices(lambda n, k: list(range(min(n, k))))
