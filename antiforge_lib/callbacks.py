@@ -22,7 +22,6 @@ file and moved into place with ``os.replace``, and read with ``torch.load(weight
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -478,8 +477,8 @@ def _plain_opt_state(opt) -> dict:
 def save_checkpoint(learn, path, epoch: int | None = None, config: dict | None = None, stopped: bool = False) -> Path:
     """Write model, optimizer, callback states (critic), ``epoch`` and ``config`` to ``path``, atomically.
 
-    The file is written to ``path + ".tmp"`` and moved over ``path`` with ``os.replace``, so a run killed while
-    saving leaves the previous checkpoint intact. ``config`` defaults to ``learn.config.to_dict()`` if present.
+    The file is written through :func:`~antiforge_lib.provenance.atomic_write`, so a run killed while saving leaves
+    the previous checkpoint intact. ``config`` defaults to ``learn.config.to_dict()`` if present.
     """
     if config is None and hasattr(learn, "train_config"):
         config = learn.train_config.to_dict()
@@ -631,10 +630,10 @@ class SaveBestModel(SaveModelCallback):
             super().after_epoch()
 
     def _save(self, name):
-        tmp = self.learn.save(name + ".tmp", with_opt=False)
-        final = tmp.with_name(name + ".pth")
-        os.replace(tmp, final)
-        self.last_saved_path = final
+        from fastai.learner import save_model
+
+        final = Path(self.learn.path) / self.learn.model_dir / f"{name}.pth"
+        self.last_saved_path = atomic_write(final, lambda tmp: save_model(tmp, self.learn.model, None, with_opt=False))
 
     @property
     def best_path(self) -> Path:

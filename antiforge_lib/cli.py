@@ -25,12 +25,15 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import warnings
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+
+from .provenance import FolderBusy, exclusive_lock, read_json, write_json
 
 __all__ = ["main", "build_parser", "parse_set", "CLIError"]
 
@@ -114,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--methods", nargs="+", metavar="METHOD", help="manipulation folders (default: all present)")
     sp.add_argument("--splits-dir", metavar="DIR", help="folder with FF++'s train/val/test.json")
     sp.add_argument("--allow-missing", action="store_true", help="skip videos the splits name but the tree lacks")
+    sp.add_argument("--verify", action="store_true", help="decode every cached crop; redo videos with a damaged one")
     sp.add_argument("--sample-root", metavar="DIR", help="where --sample builds the dataset (default data/sample_ffpp)")
     sp.add_argument("--workers", type=int, metavar="N", help="parallel processes (default: all cores)")
     sp.add_argument(
@@ -182,10 +186,26 @@ def _one_line(msg) -> str:
     return " ".join(str(msg).split())
 
 
+# The library's hints name Python keywords; on the command line the same advice is a flag.
+_CLI_WORDS = [
+    (re.compile(r"pass splits_dir=\.\.\."), "pass --splits-dir DIR"),
+    (re.compile(r"pass allow_missing=True"), "pass --allow-missing"),
+    (re.compile(r"run prepare_pairs\(\.\.\., out_dir='([^']*)'\) first"), r"run antiforge prepare --out \1 first"),
+    (re.compile(r"pass weights='([^']*)' \(and pretrained=False\)"), r"pass --set weights=\1"),
+    (re.compile(r"\(workers=1\)"), "(--workers 1)"),
+]
+
+
 def _exc_message(e: BaseException) -> str:
     if isinstance(e, KeyError) and len(e.args) == 1 and isinstance(e.args[0], str):
-        return _one_line(e.args[0])  # str(KeyError) adds quotes
-    return _one_line(e) or type(e).__name__
+        text = e.args[0]  # str(KeyError) adds quotes
+    else:
+        text = str(e)
+    if "Original Traceback (most recent call last):" in text:  # re-raised from a DataLoader worker: its last line
+        text = [line for line in text.splitlines() if line.strip()][-1].split(": ", 1)[-1]
+    for pattern, cli in _CLI_WORDS:
+        text = pattern.sub(cli, text)
+    return _one_line(text) or type(e).__name__
 
 
 def _jsonable(x):
@@ -264,6 +284,11 @@ def _write_results(args, argv: list[str], config: dict, payload: dict, device, f
 
 def _command_line(argv: list[str]) -> str:
     return shlex.join([PROG, *argv])
+
+
+def _checkpoint_exists(path: str) -> None:
+    if not Path(path).exists():
+        raise CLIError(f"--checkpoint {path}: no such file or folder (a run folder, detector.pth or checkpoint.pth)")
 
 
 def _pairs_dir(path: str) -> Path:
@@ -429,6 +454,7 @@ def _cmd_prepare(args, argv) -> int:
         splits_dir=args.splits_dir,
         allow_missing=args.allow_missing,
         progress=not args.quiet,
+        verify=args.verify,
     )
     report = dict(index.attrs.get("report", {}))
     counts = index.groupby(["split", "label"]).size()
@@ -458,6 +484,7 @@ def _prepare_videos(args, argv, out: Path, frames: int, size: int, prepare_faces
         size=size,
         workers=args.workers,
         progress=not args.quiet,
+        verify=args.verify,
     )
     per_split = {s: int((index.split == s).sum()) for s in ("train", "val")}
     print(f"{len(index)} real face crops in {out}: train {per_split['train']}, val {per_split['val']}")
@@ -531,9 +558,15 @@ def _read_history(path: Path) -> list[dict]:
 
 def _keep_history(path: Path, before: int) -> None:
     rows = [r for r in _read_history(path) if r["epoch"] < before]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
+    from .provenance import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def _load_ckpt(path: Path) -> dict:
@@ -546,8 +579,12 @@ def _load_ckpt(path: Path) -> dict:
 
 
 def _cmd_train(args, argv) -> int:
-    import torch
-
+    # The cheap checks first: a wrong path is reported before fastai and torch take seconds to import.
+    _positive("--workers", args.workers, 0)
+    pairs = _pairs_dir(args.pairs)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {args.out}: exists and is not a directory")
     overrides = parse_set(args.set)
     try:  # through preset(), so that --set weights=FILE replaces the paper preset's download
         cfg = _run_config().preset(args.preset, **overrides)
@@ -563,12 +600,17 @@ def _cmd_train(args, argv) -> int:
         extra["epochs"] = args.epochs
     cfg = cfg.replace(**extra)
     _check_weights_file(cfg)
-    _positive("--workers", args.workers, 0)
     device = _device(args.device, args.threads)
-    pairs = _pairs_dir(args.pairs)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {args.out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    # One run per folder: a second train (or a resume) into it while this one runs is refused at once, by name.
+    with exclusive_lock(out / ".lock", wait=False, what=f"--out {out}"):
+        return _train_in(args, argv, cfg, device, pairs, out)
+
+
+def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
+    """The body of ``train``, with ``out`` locked."""
+    import torch
+
     ckpt_path, history_path = out / "checkpoint.pth", out / "history.jsonl"
 
     start, saved = 0, None
@@ -585,6 +627,17 @@ def _cmd_train(args, argv) -> int:
                 "to start over"
             )
         start = int(saved["epoch"]) + 1
+    # The data are part of a run's identity: the cache's index, by content, not just the folder's name.
+    data = {"pairs": str(pairs), "index_sha256": _sha256(pairs / "index.csv")}
+    data_file = out / "data.json"
+    if saved is not None and data_file.is_file():
+        before = read_json(data_file)
+        if before.get("index_sha256") != data["index_sha256"]:
+            was = f"{before.get('pairs')}, index.csv sha256 {str(before.get('index_sha256'))[:12]}"
+            raise CLIError(
+                f"--out {out} holds a run on other data ({was}); use another --out, or delete {ckpt_path} to start over"
+            )
+    write_json(data_file, data)
 
     config = cfg.to_dict()
     _print_config("train", {**config, "pairs": str(pairs), "out": str(out), "device": device})
@@ -668,6 +721,11 @@ def _cmd_train(args, argv) -> int:
 
 
 def _cmd_evaluate(args, argv) -> int:
+    _positive("--batch-size", args.batch_size)
+    _positive("--workers", args.workers, 0)
+    pairs = _pairs_dir(args.pairs)
+    _checkpoint_exists(args.checkpoint)
+
     import torch
 
     from .data import PairedFaces
@@ -675,10 +733,7 @@ def _cmd_evaluate(args, argv) -> int:
     from .metrics import decision_threshold, evaluate
     from .pairs import load_index
 
-    _positive("--batch-size", args.batch_size)
-    _positive("--workers", args.workers, 0)
     device = _device(args.device, args.threads)
-    pairs = _pairs_dir(args.pairs)
     model, ckpt_config = load_detector(args.checkpoint, device=device)
     size = int(ckpt_config.get("size", 299))
     bs = args.batch_size or int(ckpt_config.get("batch_size", 32))
@@ -701,18 +756,23 @@ def _cmd_evaluate(args, argv) -> int:
 
 
 def _cmd_detect(args, argv) -> int:
+    _positive("--frames", args.frames)
+    _positive("--size", args.size, 8)
+    if not args.scale > 0:
+        raise CLIError(f"--scale must be positive, got {args.scale}")
+    folders = [p for p in args.inputs if Path(p).is_dir()]
+    if folders:
+        raise CLIError(f"{folders[0]} is a folder: give image or video files, e.g. {Path(folders[0]) / '*.jpg'}")
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if missing:
+        raise CLIError(f"no such file: {', '.join(missing)}")
+    _checkpoint_exists(args.checkpoint)
+
     from tqdm import tqdm
 
     from .detect import DEFAULT_FRAMES, detect, load_detector
     from .metrics import decision_threshold
 
-    _positive("--frames", args.frames)
-    _positive("--size", args.size, 8)
-    if not args.scale > 0:
-        raise CLIError(f"--scale must be positive, got {args.scale}")
-    missing = [p for p in args.inputs if not Path(p).is_file()]
-    if missing:
-        raise CLIError(f"no such file: {', '.join(missing)}")
     device = _device(args.device, args.threads)
     model, ckpt_config = load_detector(args.checkpoint, device=device)
     size = args.size or int(ckpt_config.get("size", 299))
@@ -747,20 +807,37 @@ def _cmd_detect(args, argv) -> int:
 _COMMANDS = {"prepare": _cmd_prepare, "train": _cmd_train, "evaluate": _cmd_evaluate, "detect": _cmd_detect}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one clean line each (not Python's ``file:line: UserWarning`` and a source line)."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=file or sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``antiforge`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status (0, or 2 on errors)."""
+    with warnings.catch_warnings():  # restores Python's own display afterwards (main may run in-process)
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    args = None
     try:
         try:
             args = parser.parse_args(argv)
         except SystemExit as e:  # --help, or argparse exiting by itself
             return int(e.code or 0)
+        results = getattr(args, "results", None)
+        if results and Path(results).is_dir():  # before the work, not after it
+            raise CLIError(f"--results {results} is a folder: give a file name, e.g. {Path(results) / 'run.json'}")
         return _COMMANDS[args.command](args, argv)
     except CLIError as e:
         msg = _one_line(e)
     except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted (train resumes from the last completed epoch)", file=sys.stderr)
+        again = {"train": "train resumes from the last completed epoch", "prepare": "prepare resumes where it was"}
+        why = again.get(getattr(args, "command", None), "nothing was written")
+        print(f"\n{PROG}: interrupted ({why})", file=sys.stderr)
         return 130
     except (FileNotFoundError, ValueError, KeyError) as e:  # the library's messages name the culprit
         if os.environ.get("ANTIFORGE_DEBUG"):
@@ -769,16 +846,18 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         from .callbacks import TrainingDiverged
         from .models import PretrainedWeightsUnavailable
+        from .pairs import WorkerDied
 
         hints = {
-            PretrainedWeightsUnavailable: "On the command line: --set weights=FILE, or --set pretrained=false to "
-            "start from scratch.",
+            PretrainedWeightsUnavailable: "Or --set pretrained=false to start from scratch.",
             TrainingDiverged: "On the command line: --set lr=... (rerunning resumes after the last sound epoch).",
+            FolderBusy: "",
+            WorkerDied: "",
         }
         hint = next((h for kind, h in hints.items() if isinstance(e, kind)), None)
         if hint is None or os.environ.get("ANTIFORGE_DEBUG"):
             raise
-        msg = f"{_one_line(e)} {hint}"
+        msg = f"{_exc_message(e)} {hint}".strip()
     sys.stdout.flush()
     print(f"{PROG}: error: {msg}", file=sys.stderr)
     return 2

@@ -182,9 +182,15 @@ def _read_image(path: Path) -> np.ndarray | None:
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)  # phone photos: boxes refer to the upright image
+            if im.mode.startswith("I"):  # 16- or 32-bit grey: convert("RGB") would clip it to white
+                grey = np.asarray(im).astype(np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                return np.repeat(np.clip(grey / top * 255 + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         return None
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: {e}") from None
     except OSError as e:  # truncated or corrupt image data
         raise ValueError(f"{path}: cannot read the image ({e})") from e
 

@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .provenance import atomic_write
+
 __all__ = ["SPLITS", "LEVEL_DIRS", "SPLITS_URL", "Video", "FFPPLayout", "load_splits", "LayoutError"]
 
 SPLITS = ("train", "val", "test")
@@ -63,14 +65,20 @@ def _read_split_files(folder: Path) -> dict[str, list[list[str]]]:
     return out
 
 
+def _splits_cache() -> Path:
+    """Where downloaded split files go: the user's cache, never the dataset root (which may be read-only, or shared)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "antiforge" / "ffpp_splits"
+
+
 def _download_splits(dest: Path, timeout: float) -> dict[str, list[list[str]]]:
-    dest.mkdir(parents=True, exist_ok=True)
+    # All three first, in memory: a failed download writes nothing, not even an empty folder.
+    files = {}
     for split in SPLITS:
         with urllib.request.urlopen(SPLITS_URL.format(split=split), timeout=timeout) as r:
-            data = r.read()
-        tmp = dest / f".{split}.json.part"
-        tmp.write_bytes(data)
-        os.replace(tmp, dest / f"{split}.json")
+            files[split] = r.read()
+    for split, data in files.items():
+        atomic_write(dest / f"{split}.json", lambda tmp, data=data: tmp.write_bytes(data))
     return _read_split_files(dest)
 
 
@@ -78,10 +86,12 @@ def load_splits(root=None, splits_dir=None, download: bool = True, timeout: floa
     """The official train/val/test lists of ``[target, source]`` id pairs.
 
     Looked for, in order: ``splits_dir``; ``$ANTIFORGE_FFPP_SPLITS``;
-    ``root/splits`` and ``root/dataset/splits``. If none has all three files
-    and ``download`` is true, they are fetched from the FaceForensics++
-    repository into ``root/splits`` (``timeout`` seconds per file). Offline,
-    the error says where to get them.
+    ``root/splits`` and ``root/dataset/splits``; the download cache
+    (``~/.cache/antiforge/ffpp_splits``). If none has all three files and
+    ``download`` is true, they are fetched from the FaceForensics++
+    repository into that cache (``timeout`` seconds per file); nothing is
+    ever written into the dataset root. Offline, the error says where to get
+    them.
     """
     candidates = []
     if splits_dir is not None:
@@ -90,13 +100,14 @@ def load_splits(root=None, splits_dir=None, download: bool = True, timeout: floa
         candidates.append(Path(os.environ["ANTIFORGE_FFPP_SPLITS"]))
     if root is not None:
         candidates += [Path(root) / d for d in _SPLIT_DIRS]
+    candidates.append(_splits_cache())
     for folder in candidates:
         if all((folder / f"{s}.json").is_file() for s in SPLITS):
             return _read_split_files(folder)
     where = ", ".join(str(c) for c in candidates) or "(no folder given)"
     if download and root is not None:
         try:
-            return _download_splits(Path(root) / "splits", timeout)
+            return _download_splits(_splits_cache(), timeout)
         except (urllib.error.URLError, OSError, TimeoutError) as e:
             reason = f"downloading them failed ({e})"
     else:

@@ -320,10 +320,28 @@ def make_dataloaders(index, config: TrainConfig, num_workers=None, device=None):
     (a cache of real faces only validates on fixed self-blends). ``num_workers``: loader processes (default as
     ``pair_dataloaders``); ``device``: where batches go (default CUDA if available).
     """
+    _check_classes(index, config.self_blend)
     common = dict(size=config.size, bs=config.batch_size, num_workers=num_workers, seed=config.seed, device=device)
     if not config.self_blend:
         return pair_dataloaders(index, **common)
     return self_blend_dataloaders(index, length=config.items_per_epoch, codec=config.lq_codec, **common)
+
+
+def _check_classes(index, self_blend: bool) -> None:
+    """Before any epoch: training and validation can hold both classes (not after an epoch, as AUC would find)."""
+    if not hasattr(index, "columns") or not {"split", "label"} <= set(index.columns):
+        return  # a custom index: the loaders say what they need
+    real_only = not (index["label"] == 1).any()  # validated on fixed self-blends, trained on them too
+    for split in ("train", "val"):
+        labels = set(index.loc[index["split"] == split, "label"].astype(int))
+        needed = {0} if real_only or (self_blend and split == "train") else {0, 1}
+        lacking = sorted(needed - labels)
+        if lacking:
+            kinds = " and ".join("fake" if k else "real" for k in lacking)
+            raise ValueError(
+                f"the {split!r} split of the pair index has no {kinds} pairs: training needs both classes in "
+                "training and validation (did prepare warn that a split lost a class? see its report.json)"
+            )
 
 
 def fit(learn: Learner, n_epoch: int | None = None, start_epoch: int = 0, **kwargs) -> Learner:

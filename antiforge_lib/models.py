@@ -200,7 +200,15 @@ def _load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, Te
     if isinstance(weights, Mapping):
         state = dict(weights)
     else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # UnpicklingError, a zip or pickle cut short, a file that is not torch's at all
+            raise ValueError(
+                f"weights file {weights!s} is not a readable torch state dict ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}); save one with torch.save(model.state_dict(), path)"
+            ) from None
         if not isinstance(state, Mapping):
             raise ValueError(f"weights file {weights!s} holds a {type(state).__name__}, not a state dict")
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -37,10 +37,20 @@ def load_index(out_dir) -> pd.DataFrame:
     path = out_dir / "index.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no pair index here; run prepare_pairs(..., out_dir={str(out_dir)!r}) first")
-    df = pd.read_csv(path, dtype={"video": str})
+    rebuild = "rerun prepare (prepare_pairs) with the same arguments to rebuild it"
+    try:
+        df = pd.read_csv(path, dtype={"video": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable pair index ({' '.join(str(e).split())}); {rebuild}") from None
     lacking = [c for c in INDEX_COLUMNS if c not in df.columns]
     if lacking:
         raise ValueError(f"{path}: columns {lacking} are missing; rebuild the cache")
+    incomplete = df.index[df[INDEX_COLUMNS].isna().any(axis=1)]
+    if len(incomplete):
+        raise ValueError(
+            f"{path}: {len(incomplete)} row(s) are incomplete, the first on line {incomplete[0] + 2} (a file cut "
+            f"short?); {rebuild}"
+        )
     out = _resolve(df, out_dir)
     report = out_dir / "report.json"
     out.attrs["report"] = json.loads(report.read_text()) if report.is_file() else {}

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
@@ -30,7 +33,7 @@ from tqdm import tqdm
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .ffpp import FFPPLayout, Video
 from .pair_index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
-from .provenance import exclusive_lock
+from .provenance import atomic_write, exclusive_lock
 from .video import VideoError, iter_video, video_info
 
 __all__ = ["prepare_pairs", "prepare_faces", "load_index", "frame_indices", "INDEX_COLUMNS", "VIDEO_SUFFIXES"]
@@ -43,16 +46,33 @@ def frame_indices(n_frames: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_frames - 1, min(k, n_frames)).round().astype(int))
 
 
+def _exit_with(parent: int) -> None:
+    """Pool initializer: end this worker once the process that started the pool is gone (``kill -9`` included),
+    instead of living on as an orphan that holds memory."""
+
+    def watch():
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, under another user
+                pass
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+class WorkerDied(RuntimeError):
+    """A process of the preparing pool died (the OOM killer, a crash); finished videos are kept."""
+
+
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1)))
 
 
 def _atomic_png(path: Path, img: Image.Image) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def _process_video(args) -> dict:
@@ -62,18 +82,12 @@ def _process_video(args) -> dict:
     found on "hq" and its box crops every stream.
     """
     paths, video, cfg, out_dir = args
+    sources = _sources(paths)
     paths = {k: Path(p) for k, p in paths.items()}
     video = Video(**video)
     vdir = Path(out_dir) / video.method / video.id
     done = vdir / "_done.json"
-    for stale in vdir.glob(".*.part"):  # left by a killed run
-        stale.unlink()
-    # A video re-encoded since it was cropped (e.g. a rebuilt sample) is cropped again, not served stale.
-    sources = {k: [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for k, p in paths.items()}
-    if done.is_file():
-        cached = json.loads(done.read_text())
-        if cached.get("sources") == sources and cached.get("video") == asdict(video):  # same files, same split
-            return cached
+    _remove_stale(vdir)
     vdir.mkdir(parents=True, exist_ok=True)
     result = {"video": asdict(video), "rows": [], "no_face": 0, "unmanipulated": 0, "skipped": None, "sources": sources}
     try:
@@ -131,10 +145,79 @@ def _process_video(args) -> dict:
             row.update(zip(("x0", "y0", "x1", "y1"), box, strict=True))
             result["rows"].append(row)
     except VideoError as e:
+        for orphan in vdir.glob("*.png"):  # crops of the frames before the error: no row will name them
+            orphan.unlink()
         result = {**result, "rows": [], "skipped": str(e)}
         return result
     _atomic_json(done, result)
     return result
+
+
+def _warn_about_losses(results: list[dict], index: pd.DataFrame, out_dir: Path) -> None:
+    """Warn when a split lost a whole class, or most of its frames (no face found, skipped videos)."""
+    for split in sorted({r["video"]["split"] for r in results}):
+        mine = [r for r in results if r["video"]["split"] == split]
+        labels = {int(r["video"]["method"] != "original") for r in mine}
+        have = set(index.loc[index["split"] == split, "label"].astype(int))
+        for label in sorted(labels - have):
+            kind = "fake" if label else "real"
+            warnings.warn(
+                f"split {split!r} of {out_dir} has no {kind} face left: every {kind} video was skipped or showed no "
+                "face (see report.json); training or scoring on it needs both classes",
+                stacklevel=4,
+            )
+        kept = sum(len(r["rows"]) for r in mine)
+        seen = kept + sum(r["no_face"] + r.get("unmanipulated", 0) for r in mine)
+        if seen and kept < seen / 2:
+            warnings.warn(f"split {split!r} of {out_dir} kept {kept} of {seen} frames (see report.json)", stacklevel=4)
+
+
+def _sources(paths: dict) -> dict:
+    """Size and modification time of a video's source files: what its finished result was made from."""
+    paths = {k: Path(p) for k, p in paths.items()}
+    return {k: [p.stat().st_size, p.stat().st_mtime_ns] if p.is_file() else None for k, p in paths.items()}
+
+
+def _cached_result(job, verify: bool = False) -> dict | None:
+    """A video's finished result, if its crops are still good (decoded, with ``verify``), else None.
+
+    A video re-encoded since it was cropped (e.g. a rebuilt sample) is cropped again, not served stale; so is one
+    whose crops were deleted or damaged since.
+    """
+    paths, video, _, out_dir = job
+    done = Path(out_dir) / video["method"] / video["id"] / "_done.json"
+    if not done.is_file():
+        return None
+    try:
+        cached = json.loads(done.read_text())
+    except ValueError:
+        return None
+    same = cached.get("sources") == _sources(paths) and cached.get("video") == video  # same files, same split
+    if not (same and _crops_intact(cached.get("rows", []), Path(out_dir), verify)):
+        return None
+    _remove_stale(done.parent)
+    return cached
+
+
+def _remove_stale(vdir: Path) -> None:
+    for stale in [*vdir.glob(".*.part"), *vdir.glob("*.tmp")]:  # left by a writer killed mid-file
+        stale.unlink()
+
+
+def _crops_intact(rows: list[dict], out_dir: Path, verify: bool = False) -> bool:
+    """Every crop the rows name is there and at least as long as the smallest PNG; with ``verify``, every one also
+    decodes (slower: it reads the whole cache)."""
+    smallest_png = 67  # signature + IHDR + a one-pixel IDAT + IEND
+    for path in {out_dir / row[key] for row in rows for key in ("hq", "lq", "mask")}:
+        if not path.is_file() or path.stat().st_size < smallest_png:
+            return False
+        if verify:
+            try:
+                with Image.open(path) as im:
+                    im.load()
+            except (OSError, SyntaxError, ValueError):
+                return False
+    return True
 
 
 def prepare_pairs(
@@ -151,6 +234,7 @@ def prepare_pairs(
     smooth: int = 5,
     allow_missing: bool = False,
     progress: bool = True,
+    verify: bool = False,
 ) -> pd.DataFrame:
     """Write the pair cache for a FaceForensics++-shaped tree and return its index.
 
@@ -165,6 +249,9 @@ def prepare_pairs(
     size : side of the square crops in pixels (299 for Xception).
     workers : parallel processes across videos (default: all cores).
     scale, smooth : box enlargement (1.3 as FF++) and smoothing window in frames.
+    verify : decode every crop of the videos already done, and redo those with a damaged one. Without it a rerun
+        checks only that each crop is there with a plausible size (enough for a killed run, a deleted file or a
+        full disk).
     allow_missing : if true, videos the splits name but the tree lacks are
         skipped and listed in the report; by default they are an error.
 
@@ -189,10 +276,11 @@ def prepare_pairs(
             paths["mask"] = layout.video_path(v, level="masks")
         jobs.append(({k: str(p) for k, p in paths.items()}, asdict(v)))
     jobs.sort(key=lambda job: job[1]["method"] == "original")  # fakes (3 streams) first: no slow job left last
-    return _build_cache(out_dir, cfg, jobs, workers, progress, missing=[f"{v.method}/{v.id}" for v in missing])
+    missing = [f"{v.method}/{v.id}" for v in missing]
+    return _build_cache(out_dir, cfg, jobs, workers, progress, missing=missing, verify=verify)
 
 
-def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missing=()) -> pd.DataFrame:
+def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missing=(), verify=False) -> pd.DataFrame:
     """Crop every ``(paths, video)`` job into ``out_dir`` under its lock; write the index and report; return both."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -205,24 +293,35 @@ def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missin
             )
         _atomic_json(cfg_path, cfg)
         zero = out_dir / "_zero_mask.png"
-        if not zero.is_file():
+        if not _crops_intact([{"hq": zero.name, "lq": zero.name, "mask": zero.name}], out_dir, verify):
             _atomic_png(zero, Image.new("L", (cfg["size"], cfg["size"]), 0))
 
         jobs = [(paths, video, cfg, str(out_dir)) for paths, video in jobs]
+        cached = [_cached_result(job, verify) for job in jobs]  # a finished cache starts no worker processes at all
+        todo = [job for job, res in zip(jobs, cached, strict=True) if res is None]
         workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-        bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress)
-        results = []
-        if workers == 1:
-            for job in jobs:
-                results.append(_process_video(job))
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="videos", unit="video", disable=not progress)
+        done = []
+        if workers == 1 or len(todo) <= 1:
+            for job in todo:
+                done.append(_process_video(job))
                 bar.update()
         else:
             # forkserver: a notebook kernel may hold torch's threads, which fork does not copy safely
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-                for res in pool.map(_process_video, jobs):
-                    results.append(res)
-                    bar.update()
+            try:
+                context = get_context("forkserver")
+                with ProcessPoolExecutor(workers, context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
+                    for res in pool.map(_process_video, todo):
+                        done.append(res)
+                        bar.update()
+            except BrokenProcessPool:
+                raise WorkerDied(
+                    f"a worker preparing {out_dir} died (out of memory?); the videos finished so far are kept: rerun "
+                    "with fewer workers (workers=1) to go on"
+                ) from None
         bar.close()
+        fresh = iter(done)
+        results = [res if res is not None else next(fresh) for res in cached]  # in job order, as before
 
         rows = [r for res in results for r in res["rows"]]
         index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
@@ -242,9 +341,8 @@ def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missin
                 f"(all are listed in {out_dir / 'report.json'})",
                 stacklevel=3,
             )
-        tmp = out_dir / ".index.csv.part"
-        index.to_csv(tmp, index=False)
-        os.replace(tmp, out_dir / "index.csv")
+        _warn_about_losses(results, index, out_dir)
+        atomic_write(out_dir / "index.csv", lambda tmp: index.to_csv(tmp, index=False))
         _atomic_json(out_dir / "report.json", report)
         out = _resolve(index, out_dir)
         out.attrs["report"] = report
@@ -265,6 +363,7 @@ def prepare_faces(
     scale: float = 1.3,
     smooth: int = 5,
     progress: bool = True,
+    verify: bool = False,
 ) -> pd.DataFrame:
     """Crop the faces of your own REAL videos into a cache to train on: no FaceForensics++, no fakes needed.
 
@@ -283,7 +382,7 @@ def prepare_faces(
     val : float or sequence of str, default=0.2
         The videos held out for validation: a fraction of them (at least one when there are two or more; picked
         evenly from the sorted names), or their file names or ids. Hold out whole people where you can.
-    frames_per_video, size, workers, scale, smooth, progress
+    frames_per_video, size, workers, scale, smooth, progress, verify
         As :func:`prepare_pairs`.
 
     Returns
@@ -324,4 +423,4 @@ def prepare_faces(
         ({"hq": str(p)}, asdict(Video(id=i, method="original", split="val" if i in held else "train")))
         for p, i in zip(files, ids, strict=True)
     ]
-    return _build_cache(out_dir, cfg, jobs, workers, progress)
+    return _build_cache(out_dir, cfg, jobs, workers, progress, verify=verify)

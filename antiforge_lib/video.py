@@ -11,13 +11,13 @@ Frames are ``uint8`` arrays ``(T, H, W, 3)`` in RGB order throughout.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
+
+from .provenance import atomic_write
 
 __all__ = [
     "LEVELS",
@@ -89,17 +89,7 @@ def encode_video(frames, path, level="c23", fps: int = 30) -> Path:
     """
     frames = _check_frames(frames)
     crf = _crf(level)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4.part", dir=path.parent)
-    os.close(fd)
-    try:
-        _encode(frames, tmp, crf, fps)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda tmp: _encode(frames, str(tmp), crf, fps))  # format="mp4": the name is not read
 
 
 def _open(path):

@@ -1,9 +1,12 @@
 """The antiforge command line: prepare -> train (and resume) -> evaluate -> detect, results JSON, one-line errors."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,6 +240,58 @@ def test_detect_reports_a_faceless_input(trained, tmp_path, capsys):
     assert "error" in res["detections"][0] and "score" in res["detections"][1]
 
 
+def test_bad_inputs_fail_before_the_work_with_one_line(trained, cache, tmp_path, capsys, monkeypatch):
+    out, pairs, *_ = trained
+    # A folder where a file belongs: named, before any work.
+    one_line_error(*run(["detect", "--checkpoint", out, tmp_path], capsys)[::2], "is a folder", "*.jpg")
+    rc, _, err = run(["evaluate", "--checkpoint", out, "--pairs", pairs, "--results", tmp_path], capsys)
+    one_line_error(rc, err, f"--results {tmp_path} is a folder")
+    assert not list(tmp_path.glob("*.tmp"))
+    # A weights file that is not a state dict.
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a pickle at all")
+    argv = ["train", "--pairs", cache[0], "--out", tmp_path / "w", *TINY, "--set", f"weights={junk}"]
+    one_line_error(*run(argv, capsys)[::2], "junk.pth", "not a readable torch state dict")
+    # An image over Pillow's decompression-bomb limit: that input fails by name, the others still run.
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (700, 700)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # an error beyond twice the limit; the face is 512 x 512
+    res = tmp_path / "d.json"
+    rc, _, err = run(["detect", "--checkpoint", out, big, sample_path(), "--quiet", "--results", res], capsys)
+    assert rc == 2 and "1 of 2 input(s) failed" in err and "Traceback" not in err
+    detections = results(res)["detections"]
+    assert "decompression bomb" in detections[0]["error"] and "score" in detections[1]
+
+
+def test_a_missing_crop_read_by_a_loader_worker_is_one_line(cache, tmp_path, capsys):
+    pairs, _ = cache
+    broken = tmp_path / "pairs"
+    shutil.copytree(pairs, broken)
+    index = (broken / "index.csv").read_text().splitlines()
+    header, rows = index[0].split(","), [r.split(",") for r in index[1:]]
+    lost = next(r for r in rows if r[0] == "train")[header.index("hq")]
+    (broken / lost).unlink()
+    argv = ["train", "--pairs", broken, "--out", tmp_path / "run", *TINY, "--set", "self_blend=false"]
+    rc, _, err = run([*argv, "--workers", "1", "--epochs", "1"], capsys)  # the last --workers counts
+    one_line_error(rc, err, Path(lost).name)
+    assert len(err) < 400, err  # the worker's traceback is not flattened into the line
+
+
+def test_warnings_are_one_clean_line(tmp_path, capsys):
+    tree = tmp_path / "ffpp"
+    write_tree(tree)
+    (tree / "original_sequences/youtube/c40/videos/002.mp4").write_bytes(b"not a video at all")
+    argv = ["prepare", "--root", tree, "--out", tmp_path / "p", "--hq", "c0", "--lq", "c40", "--frames", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)  # this module ignores them; the CLI must show them, cleanly
+        rc, _, err = run([*argv, "--size", "32", "--workers", "1", "--quiet", "--results", tmp_path / "p.json"], capsys)
+    assert rc == 0, err
+    (line,) = [x for x in err.splitlines() if "skipped" in x]
+    assert line.startswith("antiforge: warning: skipped 1 video(s)") and "UserWarning" not in err
+
+
 def test_single_branch_ce_train_and_detect(cache, tmp_path, capsys):
     pairs, _ = cache
     out = tmp_path / "ce"
@@ -312,7 +367,8 @@ def test_paper_preset_needs_imagenet_weights_and_says_how_to_go_without(cache, o
     pairs, _ = cache
     start = time.perf_counter()
     argv = ["train", "--pairs", pairs, "--out", tmp_path / "paper", "--workers", "0", "--quiet"]
-    one_line_error(*run(argv, capsys)[::2], "no network?", "--set weights=FILE", "--set pretrained=false")
+    hints = ("pass --set weights=path/to/legacy_xception.pth", "--set pretrained=false")
+    one_line_error(*run(argv, capsys)[::2], "no network?", *hints)
     assert time.perf_counter() - start < 15
     # --set weights= replaces the preset's download with a local state dict: the run needs no network.
     state = tmp_path / "resnet18.pth"
@@ -331,6 +387,37 @@ def test_divergence_is_one_line_and_saves_nothing(cache, tmp_path, capsys):
     argv = ["train", "--pairs", pairs, "--out", out, *TINY, "--set", "lr=1e30", "--set", "schedule=constant"]
     one_line_error(*run([*argv, "--epochs", "2"], capsys)[::2], "diverged at epoch 0", "--set lr=")
     assert not (out / "checkpoint.pth").exists() and not (out / "detector.pth").exists()
+
+
+def test_a_second_run_into_a_busy_folder_is_refused_by_name(cache, tmp_path, capsys):
+    pairs, _ = cache
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(  # a real process holding the folder, as a running `train` does
+        [sys.executable, "-c", "import sys, time; from antiforge_lib.provenance import exclusive_lock\n"
+         f"with exclusive_lock({str(out / '.lock')!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        rc, _, err = run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "1"], capsys)
+        one_line_error(rc, err, f"--out {out} is in use by process {holder.pid}")
+        assert time.perf_counter() - start < 20 and not (out / "checkpoint.pth").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "1"], capsys)[0] == 0  # lock released
+
+
+def test_resume_on_other_data_is_refused(trained, tmp_path, capsys):
+    out, pairs, *_ = trained
+    other = tmp_path / "other_pairs"
+    shutil.copytree(pairs, other)
+    lines = (other / "index.csv").read_text().splitlines(keepends=True)
+    (other / "index.csv").write_text("".join(lines[:-1]))  # one pair fewer: another dataset, same settings
+    argv = ["train", "--pairs", other, "--out", out, *TINY, "--set", "patience=5", "--epochs", "3"]
+    one_line_error(*run(argv, capsys)[::2], "other data", str(pairs), "delete")
 
 
 def test_resume_with_other_settings_is_refused(trained, capsys):

@@ -103,6 +103,22 @@ def test_no_face_and_unreadable_files_are_named(net, tmp_path):
         detect(np.zeros((10, 10), np.float32), net, size=SIZE)
 
 
+def test_sixteen_bit_grey_images_keep_their_tones(tmp_path):
+    """An ``I;16`` PNG (0..65535) reads as the same picture in 8 bits (value / 257), not clipped to white."""
+    from antiforge_lib.detect import _read_image
+
+    grey16 = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey16).save(path)
+    assert Image.open(path).mode.startswith("I")
+    got = _read_image(path)
+    assert got.shape == (64, 64, 3) and got.dtype == np.uint8
+    expected = np.round(grey16 / 65535 * 255).astype(np.uint8)
+    assert np.abs(got[..., 0].astype(int) - expected).max() <= 1 and (got[..., 0] == got[..., 2]).all()
+    clipped = np.asarray(Image.open(path).convert("RGB"))  # what the naive conversion does: white almost everywhere
+    assert (clipped == 255).mean() > 0.9 and (got == 255).mean() < 0.01
+
+
 def _expected_video(path, k):
     """Boxes and crops as prepare_pairs' rule gives them: detect, square x1.3, smooth (5), clamp, crop."""
     video = read_video(path)

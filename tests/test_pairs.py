@@ -1,8 +1,12 @@
 """FFPPLayout, faces and prepare_pairs on a tiny FF++-shaped tree written by the tests."""
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -59,9 +63,13 @@ def test_missing_splits_say_where_to_get_them(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(ffpp.urllib.request, "urlopen", offline)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "ffpp"
+    root.mkdir()
     with pytest.raises(ffpp.LayoutError, match="github.*ondyari/FaceForensics.*splits") as e:
-        ffpp.FFPPLayout(tmp_path)
-    assert "no network" in str(e.value) and str(tmp_path) in str(e.value)
+        ffpp.FFPPLayout(root)
+    assert "no network" in str(e.value) and str(root) in str(e.value)
+    assert list(root.iterdir()) == [] and not (tmp_path / "cache").exists()  # nothing written, anywhere
 
 
 def test_layout_lists_missing_and_present_folders(tree, tmp_path):
@@ -193,13 +201,54 @@ def test_interrupted_run_resumes_to_the_same_index(tree, tmp_path, monkeypatch):
     monkeypatch.setattr(pairs, "_process_video", real)
     done = list((tmp_path / "resumed").rglob("_done.json"))
     assert len(done) == 5 and not (tmp_path / "resumed" / "index.csv").exists()
-    stale = done[0].parent / ".0000_hq.png.part"  # what a kill mid-write leaves
-    stale.write_bytes(b"half")
+    for stale in (done[0].parent / "0000_hq.png.tmp", done[0].parent / ".0000_lq.png.part"):  # a kill mid-write
+        stale.write_bytes(b"half")
     resumed = pairs.prepare_pairs(tree, tmp_path / "resumed", **kw)
     strip = lambda df, root: df.assign(**{k: df[k].str.replace(str(root), "") for k in ("hq", "lq", "mask")})  # noqa: E731
     assert strip(resumed, tmp_path / "resumed").equals(strip(clean, tmp_path / "clean"))
-    assert not list((tmp_path / "resumed").rglob("*.part"))
+    assert not list((tmp_path / "resumed").rglob("*.part")) and not list((tmp_path / "resumed").rglob("*.tmp"))
     assert pairs.load_index(tmp_path / "resumed").equals(resumed)
+
+
+def test_rerunning_prepare_repairs_deleted_and_cut_short_crops(tree, tmp_path):
+    kw = dict(frames_per_video=4, size=32, workers=1, progress=False)
+    index = pairs.prepare_pairs(tree, tmp_path / "c", **kw)
+    digest = lambda p: hashlib.sha256(Path(p).read_bytes()).hexdigest()  # noqa: E731
+    before = {p: digest(p) for p in set(index.hq) | set(index.lq) | set(index["mask"])}
+    deleted, cut = index.hq.iloc[0], index.lq.iloc[-1]
+    Path(deleted).unlink()
+    Path(cut).write_bytes(Path(cut).read_bytes()[:40])  # a disk that filled up mid-write
+    (tmp_path / "c" / "_zero_mask.png").unlink()
+    again = pairs.prepare_pairs(tree, tmp_path / "c", **kw)
+    assert again.equals(index) and {p: digest(p) for p in before} == before
+    # Damage that keeps the size (a flipped block) needs the full check: verify=True decodes every crop.
+    hits = [Path(index.hq.iloc[-1]), tmp_path / "c" / "_zero_mask.png"]
+    for hit in hits:
+        data = bytearray(hit.read_bytes())
+        data[40:60] = bytes(20)
+        hit.write_bytes(bytes(data))
+    pairs.prepare_pairs(tree, tmp_path / "c", **kw)
+    assert all(digest(hit) != before[str(hit)] for hit in hits)  # the cheap check cannot see it
+    pairs.prepare_pairs(tree, tmp_path / "c", verify=True, **kw)
+    assert {p: digest(p) for p in before} == before
+
+
+def test_a_split_that_loses_a_class_is_named(tree, tmp_path, monkeypatch):
+    real = pairs._process_video
+
+    def no_face_in_val_reals(job):
+        res = real(job)
+        if res["video"]["split"] == "val" and res["video"]["method"] == "original":
+            res = {**res, "rows": [], "no_face": res["no_face"] + len(res["rows"])}
+        return res
+
+    monkeypatch.setattr(pairs, "_process_video", no_face_in_val_reals)
+    with pytest.warns(UserWarning, match="split 'val' of .* has no real face left"):
+        index = pairs.prepare_pairs(tree, tmp_path / "c", frames_per_video=4, size=32, workers=1, progress=False)
+    from antiforge_lib.learner import TrainConfig, make_dataloaders
+
+    with pytest.raises(ValueError, match="'val' split of the pair index has no real pairs"):
+        make_dataloaders(index, TrainConfig(backbone="resnet18", split="layer4", size=32), num_workers=0)
 
 
 def test_cache_refuses_other_arguments(tree, tmp_path):
@@ -337,3 +386,74 @@ def test_prepare_faces_explains_bad_input(tmp_path):
         pairs.prepare_faces([videos / "person0.mp4", other / "person0.mov"], tmp_path / "c")
     with pytest.raises(ValueError, match="fraction"):
         pairs.prepare_faces(videos, tmp_path / "c", val=1.5)
+
+
+def test_a_cut_short_index_says_how_to_rebuild(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    header = ",".join(pairs.INDEX_COLUMNS)
+    row = "train,original,000,0,0,a_hq.png,a_lq.png,a_mask.png,0,0,10,10"
+    (cache / "index.csv").write_text(f"{header}\n{row}\n{row[:25]}\n")  # the writer died mid-row
+    with pytest.raises(ValueError, match=r"index.csv: 1 row\(s\) are incomplete, the first on line 3.*rerun prepare"):
+        pairs.load_index(cache)
+    (cache / "index.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a readable pair index.*rerun prepare"):
+        pairs.load_index(cache)
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_killing_prepare_ends_its_workers(tree, tmp_path):
+    """kill -9 of prepare's main process must not leave its pool running (a real process tree)."""
+    code = (
+        "from antiforge_lib import pairs\n"
+        f"pairs.prepare_pairs({str(tree)!r}, {str(tmp_path / 'c')!r}, frames_per_video=16, size=32, workers=2, "
+        "progress=False)"
+    )
+    main = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.time() + 60
+        while len(_descendants(main.pid)) < 3 and time.time() < deadline:  # the forkserver and two workers
+            time.sleep(0.2)
+        pool = _descendants(main.pid)
+        assert len(pool) >= 3, "the pool never started"
+    finally:
+        main.kill()
+        main.wait()
+    deadline = time.time() + 15
+    while any(Path(f"/proc/{p}").exists() for p in pool) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pool if Path(f"/proc/{p}").exists() and "(Z)" not in Path(f"/proc/{p}/stat").read_text()]
+    assert not left, f"processes {left} outlived prepare"
+
+
+def test_prepare_says_whose_lock_it_waits_for(tree, tmp_path, capsys):
+    out = tmp_path / "c"
+    out.mkdir()
+    holder = subprocess.Popen(  # another prepare holding the cache for a moment (a real process)
+        [sys.executable, "-c", "import time; from antiforge_lib.provenance import exclusive_lock\n"
+         f"with exclusive_lock({str(out / '.lock')!r}):\n    print('held', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        index = pairs.prepare_pairs(tree, out, frames_per_video=2, size=32, workers=1, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"waiting for process {holder.pid} on " in capsys.readouterr().err and len(index)
