@@ -1,6 +1,9 @@
-"""Suite-wide settings, and fixtures that keep tests off the network."""
+"""Suite-wide settings, fixtures that keep tests off the network, and a lock held by another process."""
 
 import socket
+import subprocess
+import sys
+from contextlib import contextmanager
 
 import pytest
 import timm
@@ -45,3 +48,19 @@ def offline(no_download):
 
     no_download.setattr(socket, "create_connection", unreachable)
     return no_download
+
+
+@contextmanager
+def lock_held_elsewhere(lock_path, seconds: float = 60):
+    """A real process holding ``exclusive_lock(lock_path)`` (as a running train or prepare does); yields it."""
+    code = (
+        "import time\nfrom antiforge_lib.provenance import exclusive_lock\n"
+        f"with exclusive_lock({str(lock_path)!r}):\n    print('held', flush=True)\n    time.sleep({seconds})"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

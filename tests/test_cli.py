@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import lock_held_elsewhere
 from ffpp_fixture import write_tree
 
 from antiforge_lib import cli, models
@@ -393,20 +394,11 @@ def test_a_second_run_into_a_busy_folder_is_refused_by_name(cache, tmp_path, cap
     pairs, _ = cache
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen(  # a real process holding the folder, as a running `train` does
-        [sys.executable, "-c", "import sys, time; from antiforge_lib.provenance import exclusive_lock\n"
-         f"with exclusive_lock({str(out / '.lock')!r}):\n    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(out / ".lock") as holder:  # as a running `train` holds it
         start = time.perf_counter()
         rc, _, err = run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "1"], capsys)
         one_line_error(rc, err, f"--out {out} is in use by process {holder.pid}")
         assert time.perf_counter() - start < 20 and not (out / "checkpoint.pth").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     assert run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "1"], capsys)[0] == 0  # lock released
 
 

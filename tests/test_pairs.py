@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import lock_held_elsewhere
 from ffpp_fixture import FRAMES, real_clip, write_tree
 from PIL import Image
 
@@ -445,15 +446,6 @@ def test_killing_prepare_ends_its_workers(tree, tmp_path):
 def test_prepare_says_whose_lock_it_waits_for(tree, tmp_path, capsys):
     out = tmp_path / "c"
     out.mkdir()
-    holder = subprocess.Popen(  # another prepare holding the cache for a moment (a real process)
-        [sys.executable, "-c", "import time; from antiforge_lib.provenance import exclusive_lock\n"
-         f"with exclusive_lock({str(out / '.lock')!r}):\n    print('held', flush=True); time.sleep(3)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(out / ".lock", seconds=3) as holder:  # another prepare, for a moment
         index = pairs.prepare_pairs(tree, out, frames_per_video=2, size=32, workers=1, progress=False)
-    finally:
-        holder.kill()
-        holder.wait()
     assert f"waiting for process {holder.pid} on " in capsys.readouterr().err and len(index)
