@@ -829,9 +829,15 @@ def _main(argv: list[str] | None) -> int:
         except SystemExit as e:  # --help, or argparse exiting by itself
             return int(e.code or 0)
         results = getattr(args, "results", None)
-        if results and Path(results).is_dir():  # before the work, not after it
-            raise CLIError(f"--results {results} is a folder: give a file name, e.g. {Path(results) / 'run.json'}")
-        return _COMMANDS[args.command](args, argv)
+        if not results:
+            return _COMMANDS[args.command](args, argv)
+        results = Path(results)
+        if results.is_dir():  # before the work, not after it
+            raise CLIError(f"--results {results} is a folder: give a file name, e.g. {results / 'run.json'}")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        # Two commands writing one results file would each report the other's numbers: the second is refused.
+        with exclusive_lock(results.with_name(f".{results.name}.lock"), wait=False, what=f"--results {results}"):
+            return _COMMANDS[args.command](args, argv)
     except CLIError as e:
         msg = _one_line(e)
     except KeyboardInterrupt:

@@ -402,6 +402,47 @@ def test_a_second_run_into_a_busy_folder_is_refused_by_name(cache, tmp_path, cap
     assert run(["train", "--pairs", pairs, "--out", out, *TINY, "--epochs", "1"], capsys)[0] == 0  # lock released
 
 
+def test_a_results_file_in_use_is_refused(trained, tmp_path, capsys):
+    out, pairs, *_ = trained
+    res = tmp_path / "eval.json"
+    with lock_held_elsewhere(tmp_path / ".eval.json.lock") as holder:  # as a running evaluate holds it
+        rc, _, err = run(["evaluate", "--checkpoint", out, "--pairs", pairs, "--results", res], capsys)
+        one_line_error(rc, err, f"--results {res} is in use by process {holder.pid}")
+    assert not res.exists()
+
+
+def test_a_dead_prepare_worker_and_ctrl_c_say_what_to_do(tmp_path, monkeypatch, capsys):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from antiforge_lib import pairs as P
+
+    class DyingPool:  # what the pool does when the OOM killer takes a worker
+        def __init__(self, *args, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, jobs):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(P, "ProcessPoolExecutor", DyingPool)
+    write_tree(tmp_path / "ffpp")
+    argv = ["prepare", "--root", tmp_path / "ffpp", "--out", tmp_path / "p", "--hq", "c0", "--lq", "c40"]
+    rc, _, err = run([*argv, "--frames", "2", "--size", "32", "--workers", "2", "--quiet"], capsys)
+    one_line_error(rc, err, "worker", "died", "(--workers 1)")
+
+    def interrupted(args, argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli._COMMANDS, "prepare", interrupted)
+    rc, _, err = run(["prepare", "--sample"], capsys)
+    assert rc == 130 and "prepare resumes where it was" in err and "train" not in err
+
+
 def test_resume_on_other_data_is_refused(trained, tmp_path, capsys):
     out, pairs, *_ = trained
     other = tmp_path / "other_pairs"
