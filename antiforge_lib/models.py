@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import socket
 from collections import OrderedDict
@@ -183,12 +184,11 @@ def _create_pretrained(backbone: str) -> nn.Module:
     if probe and not _host_reachable(host):
         raise PretrainedWeightsUnavailable(_offline_message(backbone, host))
     download_errors: tuple[type[BaseException], ...] = (OSError,)  # URLError, ConnectionError, hub errors
-    try:
-        import httpx  # huggingface_hub's transport; its errors are not OSErrors
-
-        download_errors += (httpx.HTTPError,)
-    except ImportError:
-        pass
+    for transport in ("httpx", "httpx2"):  # huggingface_hub's transports (by version); their errors are not OSErrors
+        try:
+            download_errors += (importlib.import_module(transport).HTTPError,)
+        except (ImportError, AttributeError):
+            pass
     try:
         return timm.create_model(backbone, pretrained=True, num_classes=0)
     except download_errors as err:

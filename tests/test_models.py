@@ -1,5 +1,7 @@
 """TwoBranchNet, SingleBranchNet and Discriminator, checked against timm's own models (no network)."""
 
+import importlib
+import importlib.util
 import socket
 import time
 import urllib.error
@@ -348,14 +350,19 @@ def test_cached_url_weights_skip_the_probe(no_download, tmp_path):
         TwoBranchNet("legacy_xception", pretrained=True)
 
 
+_TRANSPORT = next(m for m in ("httpx2", "httpx") if importlib.util.find_spec(m))
+_PROXY_ERROR = importlib.import_module(_TRANSPORT).ProxyError
+
+
 @pytest.mark.parametrize(
     "error",
     [
         urllib.error.URLError("[Errno -2] Name or service not known"),  # timm's URL download
         LocalEntryNotFoundError("cannot find the requested files in the local cache"),  # HF hub
         ConnectionError("connection reset"),
+        _PROXY_ERROR("407 Proxy Authentication Required"),  # behind a proxy: huggingface_hub's transport error
     ],
-    ids=["url", "hf-hub", "connection"],
+    ids=["url", "hf-hub", "connection", "proxy"],
 )
 def test_pretrained_download_errors_are_explained(no_download, error):
     def failing(*args, pretrained=False, **kw):
