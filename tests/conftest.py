@@ -9,7 +9,7 @@ import pytest
 import timm
 import torch
 
-from antiforge_lib import models
+from antiforge_lib import _hub
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,7 +25,7 @@ def one_torch_thread():
 @pytest.fixture
 def no_download(monkeypatch, tmp_path):
     """Fail the test if timm is asked to download, and clear the settings that skip our network probe."""
-    for var in models._PROXY_VARS + ("HF_HUB_OFFLINE",):
+    for var in _hub._PROXY_VARS + ("HF_HUB_OFFLINE",):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty torch.hub cache
     create = timm.create_model

@@ -13,7 +13,7 @@ import torch
 from huggingface_hub.errors import LocalEntryNotFoundError
 from torch import nn
 
-from antiforge_lib import models
+from antiforge_lib import _hub
 from antiforge_lib.models import (
     BranchOutput,
     Discriminator,
@@ -345,7 +345,7 @@ def test_cached_url_weights_skip_the_probe(no_download, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     url = timm.models.get_pretrained_cfg("legacy_xception").url
     (tmp_path / "checkpoints" / url.rsplit("/", 1)[-1]).touch()  # as if torch.hub had downloaded it
-    no_download.setattr(models, "_host_reachable", lambda host, timeout=5.0: pytest.fail("probed"))
+    no_download.setattr(_hub, "_host_reachable", lambda host, timeout=5.0: pytest.fail("probed"))
     with pytest.raises(AssertionError, match="asked to download"):  # went straight to timm, which reads the cache
         TwoBranchNet("legacy_xception", pretrained=True)
 
@@ -368,7 +368,7 @@ def test_pretrained_download_errors_are_explained(no_download, error):
     def failing(*args, pretrained=False, **kw):
         raise error
 
-    no_download.setattr(models, "_host_reachable", lambda host, timeout=5.0: True)
+    no_download.setattr(_hub, "_host_reachable", lambda host, timeout=5.0: True)
     no_download.setattr(timm, "create_model", failing)
     with pytest.raises(RuntimeError, match=r"no network\?.*weights=") as info:
         TwoBranchNet("legacy_xception", pretrained=True)
