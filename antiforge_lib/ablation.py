@@ -359,6 +359,15 @@ def _history(learn) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def _quiet(learn):
+    """fastai's own switches: no progress bar, no per-epoch table."""
+    import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
+
+    with learn.no_bar(), learn.no_logging():
+        yield
+
+
 def _train_one(row: AblationRow, dls, config: TrainConfig, progress: bool) -> tuple[pd.DataFrame, float, list, str]:
     """Fit one (row, seed) and evaluate it; returns (metrics row, seconds, history, eval split)."""
     gen = getattr(dls.train, "generator", None)
@@ -367,10 +376,9 @@ def _train_one(row: AblationRow, dls, config: TrainConfig, progress: bool) -> tu
     with tempfile.TemporaryDirectory() as work:
         # With early stopping, keep and reload the best epoch's weights (SaveModelCallback writes under work/).
         learn = row.learner(dls, config, path=work, save_best=config.patience is not None)
-        if not progress:
-            learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
         start = time.perf_counter()
-        with contextlib.nullcontext() if progress else learn.no_logging(), warnings.catch_warnings():
+        quiet = contextlib.ExitStack() if progress else _quiet(learn)
+        with quiet, warnings.catch_warnings():
             # fastai's reload of a best epoch may touch numpy.core; nothing a reader can act on
             warnings.filterwarnings("ignore", message=r"numpy\.core is deprecated", category=DeprecationWarning)
             fit(learn, config.epochs)  # as the config says: constant Adam, or one-cycle for the demo

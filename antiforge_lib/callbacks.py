@@ -9,8 +9,8 @@ Each callback adds one behaviour to a plain fastai ``Learner`` (batches ``xb = (
   every epoch: a learning curve to look at, never read by training.
 - :class:`SetEpoch` -- tells the training sampler which epoch begins (streams of made-up pairs, distributed samplers).
 - :class:`SelectInput` -- feeds one image of the pair (``lq`` or ``hq``) to a single-branch model.
-- :class:`ChannelsLast` -- channels-last memory format for model and batches (CUDA only).
 - :class:`CheckpointEveryEpoch` -- an atomic checkpoint after every epoch, for :func:`resume`.
+- :class:`StopOnDivergence` -- a NaN or infinite loss (or weight) stops the fit before its epoch is saved.
 - :class:`EarlyStopping`, :class:`SaveBestModel` -- fastai's trackers on the validation loss (the paper's stopping
   rule), with their state in the checkpoints so that a resumed run stops and keeps the best epoch as an unbroken one
   would; the best weights are written atomically and reloaded with ``weights_only=True``.
@@ -48,7 +48,6 @@ __all__ = [
     "SelectInput",
     "SetEpoch",
     "ScoreEachEpoch",
-    "ChannelsLast",
     "MixedPrecision",
     "CheckpointEveryEpoch",
     "StopOnDivergence",
@@ -330,7 +329,7 @@ def plot_loss_breakdown(source, per: str = "epoch", components: tuple[str, ...] 
 class SelectInput(Callback):
     """Feed ONE image of each pair to the model: ``xb = (lq,)`` (default) or ``(hq,)``, for single-branch nets."""
 
-    order = -5  # before anything that looks at xb (ChannelsLast, MixedPrecision)
+    order = -5  # before anything that looks at xb (MixedPrecision)
 
     def __init__(self, use: str = "lq"):
         if use not in ("hq", "lq"):
@@ -409,27 +408,6 @@ class SetEpoch(Callback):
         sampler = getattr(self.dl, "sampler", None)
         if callable(getattr(sampler, "set_epoch", None)):
             sampler.set_epoch(self.epoch)
-
-
-class ChannelsLast(Callback):
-    """Channels-last memory format for the model and the image batches; faster convolutions on tensor cores.
-
-    Does nothing unless the model is on CUDA.
-    """
-
-    order = -4
-
-    def before_fit(self):
-        self._on = next(self.learn.model.parameters()).is_cuda
-        if self._on:
-            self.learn.model.to(memory_format=torch.channels_last)
-
-    def before_batch(self):
-        if self._on:
-            self.learn.xb = tuple(
-                x.contiguous(memory_format=torch.channels_last) if isinstance(x, Tensor) and x.ndim == 4 else x
-                for x in self.learn.xb
-            )
 
 
 def _to_float(x):

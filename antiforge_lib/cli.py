@@ -22,6 +22,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -668,13 +669,13 @@ def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
     else:
         head = "ce" if cfg.model == "single-ce" else "metric"
         learn = single_branch_learner(dls, cfg, head=head, attention=cfg.attention, train_on=cfg.train_on, **common)
-    if args.quiet:
-        from fastai.callback.progress import ProgressCallback
+    with contextlib.ExitStack() as quiet:
+        if args.quiet:  # fastai's own switches (History prints one line per epoch instead)
+            import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
 
-        learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
-        learn.logger = lambda *a, **k: None
-
-    resume(learn, ckpt_path, n_epoch=cfg.epochs)
+            quiet.enter_context(learn.no_bar())
+            quiet.enter_context(learn.no_logging())
+        resume(learn, ckpt_path, n_epoch=cfg.epochs)
 
     # The kept epoch's weights go to detector.pth, with the config, for evaluate/detect.
     best_file = out / learn.model_dir / "best.pth"

@@ -33,7 +33,6 @@ from torch import Tensor, nn
 
 from .callbacks import (
     AdversarialAlignment,
-    ChannelsLast,
     CheckpointEveryEpoch,
     EarlyStopping,
     LossBreakdown,
@@ -53,6 +52,7 @@ from .self_blend import CODECS
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
+    from fastai.callback.channelslast import ChannelsLast  # fastai's own: the model in channels-last format
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.torch_core import set_seed
