@@ -35,7 +35,7 @@ from .provenance import atomic_write
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
-    from fastai.callback.core import Callback
+    from fastai.callback.core import Callback, CancelFitException
     from fastai.callback.fp16 import MixedPrecision as _FastaiMixedPrecision
     from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
     from fastai.learner import SkipToEpoch
@@ -574,10 +574,11 @@ class EarlyStopping(EarlyStoppingCallback):
     def after_epoch(self):
         if epoch_skipped(self.learn):
             return
-        # Mark the stop before fastai's CancelFitException unwinds the epoch (see CheckpointEveryEpoch).
-        new_best = self.comp(self.recorder.values[-1][self.idx] - self.min_delta, self.best)
-        self.stopped = not new_best and self.wait + 1 >= self.patience
-        super().after_epoch()
+        try:
+            super().after_epoch()  # fastai's rule; it ends the fit with CancelFitException
+        except CancelFitException:
+            self.stopped = True  # for CheckpointEveryEpoch, whose after_cancel_fit comes next
+            raise
 
     def checkpoint_state(self) -> dict:
         return {"best": float(self.best), "wait": int(self.wait), "stopped": bool(self.stopped)}
