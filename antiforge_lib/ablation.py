@@ -63,7 +63,7 @@ from .ffpp import MANIPULATIONS
 from .learner import TrainConfig, anticompression_learner, fit, single_branch_learner
 from .metrics import decision_threshold, evaluate
 from .pairs import load_index
-from .provenance import provenance, read_json, write_json
+from .provenance import json_safe, provenance, read_json, write_json
 
 __all__ = [
     "METRICS",
@@ -319,19 +319,6 @@ def _split_counts(index: pd.DataFrame) -> dict[str, int]:
 # Running
 
 
-def _json_safe(x):
-    """NaN -> None, so the files are strict JSON."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(x) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def _result_path(out_dir: Path, number: int, seed: int) -> Path:
     return out_dir / f"row{number:02d}_seed{seed}.json"
 
@@ -513,12 +500,12 @@ def run_ablation(
                     "history": history,
                     "provenance": provenance(device=device),
                 }
-                write_json(path, _json_safe(rec))
+                write_json(path, rec)
                 if progress:
                     print(f"{row.title} (seed {seed}): ACC {100 * rec['metrics']['ACC']:.2f}%, {seconds:.1f} s")
             elif progress:
                 print(f"{row.title} (seed {seed}): done before, loaded {path}")
-            records.append(_json_safe(rec))
+            records.append(json_safe(rec))
     return _summarize(records, order=[r.number for r in runnable])
 
 

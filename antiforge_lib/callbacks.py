@@ -22,6 +22,7 @@ file and moved into place with ``os.replace``, and read with ``torch.load(weight
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from torch import Tensor
 
 from .losses import adversarial_loss, critic_inputs, critic_loss, gradient_penalty
 from .models import Discriminator
-from .provenance import atomic_write
+from .provenance import atomic_write, json_safe
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -50,6 +51,7 @@ __all__ = [
     "ScoreEachEpoch",
     "MixedPrecision",
     "CheckpointEveryEpoch",
+    "EpochHistory",
     "StopOnDivergence",
     "TrainingDiverged",
     "EarlyStopping",
@@ -512,6 +514,30 @@ class CheckpointEveryEpoch(Callback):
         stoppers = [cb for cb in self.learn.cbs if isinstance(cb, EarlyStopping) and cb.stopped]
         if stoppers:  # the epoch completed; only the early stop skipped our after_epoch
             save_checkpoint(self.learn, self.path, epoch=self.epoch, stopped=True)
+
+
+class EpochHistory(Callback):
+    """Append one JSON line per completed epoch to ``path``: the epoch, the train and valid losses and the metrics.
+
+    A resumed run appends to the same file; ``epochs_run`` lists the epochs this fit completed. With ``echo`` each
+    line is also printed (the CLI's ``--quiet`` mode, which has no progress table).
+    """
+
+    order = 52  # after the Recorder (50) has stored the epoch, before the trackers (60+) that may end the fit
+
+    def __init__(self, path, echo: bool = False):
+        self.path, self.echo, self.epochs_run = Path(path), echo, []
+
+    def after_epoch(self):
+        values = self.recorder.values[-1] if self.recorder.values else []
+        if len(values) < 2:  # an epoch that resume() skipped
+            return
+        row = json_safe({"epoch": int(self.epoch), **dict(zip(self.recorder.metric_names[1:], values, strict=False))})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        self.epochs_run.append(int(self.epoch))
+        if self.echo:
+            print(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
 
 
 class TrainingDiverged(RuntimeError):

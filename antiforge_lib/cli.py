@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import re
 import shlex
@@ -34,7 +33,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from .provenance import FolderBusy, exclusive_lock, read_json, write_json
+from .provenance import FolderBusy, exclusive_lock, json_safe, read_json, write_json
 
 __all__ = ["main", "build_parser", "parse_set", "CLIError"]
 
@@ -209,21 +208,6 @@ def _exc_message(e: BaseException) -> str:
     return _one_line(text) or type(e).__name__
 
 
-def _jsonable(x):
-    """NaN/inf -> None (strict JSON), numpy scalars -> Python, recursively."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def _print_config(title: str, config: dict) -> None:
     print(f"{PROG} {title}")
     width = max((len(k) for k in config), default=0)
@@ -278,7 +262,7 @@ def _write_results(args, argv: list[str], config: dict, payload: dict, device, f
 
     prov = provenance(command=_command_line(argv), device=device)
     record = {"command": prov.pop("command"), "argv": list(argv), "config": config, **prov, **payload}
-    path = write_json(_results_path(args, args.command, folder), _jsonable(record))
+    path = write_json(_results_path(args, args.command, folder), record)
     print(f"results: {path}")
     return path
 
@@ -320,7 +304,7 @@ class _Progress:
 
 
 def _metrics_row(df) -> dict:
-    return {k: _jsonable(v) for k, v in df.to_dict("records")[0].items()}  # records keep n_real/n_fake ints
+    return json_safe(df.to_dict("records")[0])  # records keep n_real/n_fake ints
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -516,33 +500,6 @@ def _run_config():
     return RunConfig
 
 
-def _history_callback():
-    from fastai.callback.core import Callback
-
-    class History(Callback):
-        """Append one JSON line per completed epoch to ``path`` (train/valid loss and the metrics)."""
-
-        order = 52  # after the Recorder (50) has stored the epoch, before the trackers (60+) that may end the fit
-
-        def __init__(self, path: Path, echo: bool):
-            self.path, self.echo, self.epochs_run = Path(path), echo, []
-
-        def after_epoch(self):
-            values = self.recorder.values[-1] if self.recorder.values else []
-            if len(values) < 2:  # an epoch that resume() skipped
-                return
-            row = {"epoch": int(self.epoch)}
-            row.update({n: _jsonable(v) for n, v in zip(self.recorder.metric_names[1:], values, strict=False)})
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            self.epochs_run.append(int(self.epoch))
-            if self.echo:
-                body = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                print(body, flush=True)
-
-    return History
-
-
 def _read_history(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -646,7 +603,7 @@ def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
         state = "early stopping had ended it" if saved.get("stopped") else f"{cfg.epochs - start} epoch(s) to go"
         print(f"resuming {ckpt_path} after epoch {start - 1} ({state})", flush=True)
 
-    from .callbacks import resume
+    from .callbacks import EpochHistory, resume
     from .detect import save_detector
     from .learner import anticompression_learner, make_dataloaders, single_branch_learner
     from .metrics import FewNegativesWarning, decision_threshold, evaluate
@@ -659,7 +616,7 @@ def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
     elif history_path.exists():
         _keep_history(history_path, start)
     dls = make_dataloaders(index, cfg, num_workers=args.workers, device=device)
-    history = _history_callback()(history_path, echo=args.quiet)
+    history = EpochHistory(history_path, echo=args.quiet)
     # Early stopping (the paper's rule) keeps the epoch of lowest validation loss; a run of fixed length (the demo's
     # one-cycle schedule, which ends at its lowest learning rate) keeps its last epoch.
     keep_best = cfg.patience is not None

@@ -9,6 +9,7 @@ into the same run folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -23,6 +24,7 @@ __all__ = [
     "provenance",
     "atomic_write",
     "write_json",
+    "json_safe",
     "read_json",
     "exclusive_lock",
     "FolderBusy",
@@ -102,9 +104,25 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (:func:`atomic_write`)."""
-    text = json.dumps(obj, indent=2, default=_jsonable) + "\n"
+    """Write ``obj`` as indented, strict JSON to ``path`` atomically (:func:`atomic_write`, :func:`json_safe`)."""
+    text = json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def json_safe(x):
+    """``x`` as strict JSON can hold it, recursively: NaN and infinities become None (null), numpy and torch
+    scalars and arrays become Python numbers and lists, paths strings, tuples lists, keys strings."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy / torch scalars and arrays
+        return json_safe(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return x
 
 
 def read_json(path: str | os.PathLike):
@@ -115,15 +133,6 @@ def read_json(path: str | os.PathLike):
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); delete it to recompute it") from e
-
-
-def _jsonable(x):
-    """numpy scalars/arrays and paths, which ``json`` cannot write by itself."""
-    if hasattr(x, "tolist"):
-        return x.tolist()
-    if isinstance(x, os.PathLike):
-        return os.fspath(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
 class FolderBusy(RuntimeError):
