@@ -185,29 +185,7 @@ class AblationRow:
         view that puts the HQ image into the LQ slot. Returns one row of fractions (see ``evaluate``).
         """
         threshold = decision_threshold(learn.train_config, ce=self.loss == "ce")
-        return evaluate(learn.model, _HQAsLQ(dl) if self.image == "hq" else dl, threshold=threshold)
-
-
-class _HQAsLQ:
-    """A loader view serving ``(hq, hq, mask, label)``, so :func:`evaluate` scores the HQ image (row 4).
-
-    Other attributes (``dataset``, ``sampler``: used for the video ids) are the wrapped loader's.
-    """
-
-    def __init__(self, dl):
-        self.dl = dl
-
-    def __iter__(self):
-        for hq, _lq, mask, label in self.dl:
-            yield hq, hq, mask, label
-
-    def __len__(self):
-        return len(self.dl)
-
-    def __getattr__(self, name):
-        if name == "dl":  # not set yet (copy/pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.dl, name)
+        return evaluate(learn.model, dl, threshold=threshold, image=self.image)
 
 
 _S, _T = "single", "two-branch"

@@ -285,22 +285,19 @@ def _pairs_dir(path: str) -> Path:
     return d
 
 
-class _Progress:
-    """A loader iterated under a tqdm bar; other attributes (dataset, sampler) pass through for evaluate()."""
+def _video_ids_of(dataset):
+    """Video ids of a dataset of cached pairs (``PairedFaces``); None for made-up pairs (self-blends)."""
+    from .metrics import video_ids
 
-    def __init__(self, dl, desc: str, disable: bool):
-        self.dl, self.desc, self.disable = dl, desc, disable
+    items = getattr(dataset, "items", None)
+    return video_ids(items) if getattr(items, "columns", None) is not None and "video" in items.columns else None
 
-    def __iter__(self):
-        from tqdm import tqdm
 
-        yield from tqdm(self.dl, desc=self.desc, unit="batch", disable=self.disable, leave=False)
+def _with_bar(dl, desc: str, quiet: bool):
+    """The batches of ``dl`` under a tqdm bar (evaluate() takes the video ids as an argument, not from the loader)."""
+    from tqdm import tqdm
 
-    def __len__(self):
-        return len(self.dl)
-
-    def __getattr__(self, name):
-        return getattr(self.dl, name)
+    return tqdm(dl, desc=desc, unit="batch", disable=quiet, leave=False)
 
 
 def _metrics_row(df) -> dict:
@@ -653,7 +650,12 @@ def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewNegativesWarning)  # training has said so already, once per epoch
-        metrics = evaluate(learn.model, _Progress(val, "validation", args.quiet), threshold=decision_threshold(config))
+        metrics = evaluate(
+            learn.model,
+            _with_bar(val, "validation", args.quiet),
+            threshold=decision_threshold(config),
+            video_ids=_video_ids_of(val.dataset),
+        )
     metrics = _metrics_row(metrics)
     print(f"validation ({'best' if keep_best else 'last'} epoch {kept}):")
     _print_metrics(metrics)
@@ -702,7 +704,8 @@ def _cmd_evaluate(args, argv) -> int:
     index = load_index(pairs)
     ds = PairedFaces(index, args.split, size=size)
     dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=args.workers)
-    metrics = _metrics_row(evaluate(model, _Progress(dl, args.split, args.quiet), threshold=threshold))
+    bar = _with_bar(dl, args.split, args.quiet)
+    metrics = _metrics_row(evaluate(model, bar, threshold=threshold, video_ids=_video_ids_of(ds)))
     print(f"{args.split} ({len(ds)} pairs):")
     _print_metrics(metrics)
     _write_results(args, argv, config, {"split": args.split, "metrics": metrics}, device=device)

@@ -57,6 +57,7 @@ __all__ = [
     "video_auc",
     "scores_from_output",
     "evaluate",
+    "video_ids",
     "AUCMetric",
     "AccuracyAtThreshold",
     "TARatFAR",
@@ -361,6 +362,13 @@ def _far_column(far: float) -> str:
     return f"TAR@{far * 100:g}%"
 
 
+def video_ids(items: pd.DataFrame) -> np.ndarray:
+    """One video id per pair, ``"method/video"`` (FF++ methods share fake ids like "071_054"), from a pair index
+    (``PairedFaces.items``, :func:`~antiforge_lib.pairs.load_index`): what :func:`evaluate`'s ``video_ids`` takes."""
+    cols = [c for c in ("method", "video") if c in items.columns]
+    return items[cols].astype(str).agg("/".join, axis=1).to_numpy()
+
+
 def _video_ids(dl, n: int):
     """The dataset's ``items["video"]`` in loader order, or None (with a warning when order is not guaranteed)."""
     items = getattr(getattr(dl, "dataset", None), "items", None)
@@ -376,8 +384,7 @@ def _video_ids(dl, n: int):
             stacklevel=3,
         )
         return None
-    cols = [c for c in ("method", "video") if c in items.columns]  # FF++ methods share fake ids like "071_054"
-    return items[cols].astype(str).agg("/".join, axis=1).to_numpy()
+    return video_ids(items)
 
 
 def _safe(metric, *args):
@@ -398,6 +405,9 @@ def evaluate(
     fars: Sequence[float] = (1e-3, 1e-4),
     device=None,
     return_scores: bool = False,
+    *,
+    image: str = "lq",
+    video_ids=None,
 ):
     """Run a detector over a loader and compute the paper's metrics on its LQ input (one table row).
 
@@ -424,6 +434,11 @@ def evaluate(
         Default: the device of the model's parameters.
     return_scores : bool, default False
         Also return the per-sample scores.
+    image : {"lq", "hq"}, default "lq"
+        Which image of each pair the model scores: the LQ one, as at test time, or the HQ one (Table 3, row 4).
+    video_ids : sequence of str, optional
+        One video id per pair, in loader order (e.g. :func:`video_ids` of the pair index), for the video AUC. By
+        default they are read from ``dl.dataset.items`` when the loader serves its dataset once, in order.
 
     Returns
     -------
@@ -435,6 +450,8 @@ def evaluate(
         Numpy arrays ``score`` (N,) (embedding units or probabilities), ``is_fake`` (N,) bool, ``video`` (N,) str
         or None; in loader order.
     """
+    if image not in ("lq", "hq"):
+        raise ValueError(f"image must be 'lq' or 'hq', got {image!r}")
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -447,8 +464,8 @@ def evaluate(
             for batch in dl:
                 if not isinstance(batch, (tuple, list)) or len(batch) != 4:
                     raise ValueError("each batch must be (hq, lq, mask, label), as pair_dataloaders yields")
-                _, lq, mask, label = batch
-                out = run(lq.to(device))
+                hq, lq, mask, label = batch
+                out = run((hq if image == "hq" else lq).to(device))
                 scores.append(scores_from_output(out).cpu())
                 labels.append(torch.as_tensor(label).reshape(-1).cpu())
                 if default is None:
@@ -463,7 +480,12 @@ def evaluate(
         raise ValueError("the loader yielded no batches")
     s = torch.cat(scores).numpy().astype(np.float64)
     y = _check_labels(torch.cat(labels).numpy(), len(s))
-    video = _video_ids(dl, len(s))
+    if video_ids is not None:
+        video = np.asarray(video_ids, dtype=str)
+        if video.shape != (len(s),):
+            raise ValueError(f"video_ids must hold one id per pair: {len(s)} pairs, {video.size} ids")
+    else:
+        video = _video_ids(dl, len(s))
     threshold = default if threshold is None else threshold
 
     row = {"ACC": accuracy(s, y, threshold), "AUC": _safe(auc, s, y)}

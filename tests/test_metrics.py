@@ -321,6 +321,28 @@ def test_evaluate_two_branch(two_branch):
     assert row.PBCA == pytest.approx(M.pbca(out.m, ds.mask))
 
 
+@pytest.mark.filterwarnings("ignore::antiforge_lib.metrics.FewNegativesWarning")
+def test_evaluate_takes_the_image_and_the_video_ids_as_arguments(two_branch):
+    ds = _Pairs()
+    _, derived = M.evaluate(two_branch, _loader(ds), return_scores=True)
+    # A plain iterable of batches (no dataset to read ids from), with the ids given: the same video AUC.
+    batches = list(_loader(ds))
+    row, sc = M.evaluate(two_branch, batches, return_scores=True, video_ids=M.video_ids(ds.items))
+    np.testing.assert_array_equal(sc["video"], derived["video"])
+    assert row.video_AUC.item() == M.video_auc(sc["score"], sc["is_fake"], sc["video"])
+    assert np.isnan(M.evaluate(two_branch, batches)["video_AUC"].item())  # no ids, none derived
+    # image="hq" scores the HQ slot: the same as swapping the images by hand.
+    swapped = [(hq, hq, mask, label) for hq, _, mask, label in batches]
+    _, by_hand = M.evaluate(two_branch, swapped, return_scores=True)
+    _, hq = M.evaluate(two_branch, batches, return_scores=True, image="hq")
+    np.testing.assert_allclose(hq["score"], by_hand["score"])
+    assert not np.allclose(hq["score"], sc["score"])
+    with pytest.raises(ValueError, match="one id per pair"):
+        M.evaluate(two_branch, batches, video_ids=["a"])
+    with pytest.raises(ValueError, match="image"):
+        M.evaluate(two_branch, batches, image="c23")
+
+
 def test_evaluate_warns_about_few_reals(two_branch):
     with pytest.warns(M.FewNegativesWarning):
         M.evaluate(two_branch, _loader(_Pairs()))
