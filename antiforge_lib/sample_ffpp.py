@@ -40,6 +40,7 @@ from PIL import Image
 
 from .faces import detect_face, smooth_boxes
 from .provenance import atomic_write, exclusive_lock
+from .samples import checkout_data
 from .self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .video import encode_video, iter_video
 
@@ -95,24 +96,19 @@ _SPLITS = {
 METHODS = ("SelfBlend", "MouthSwap")
 
 
-def _checkout_data() -> Path | None:
-    data = Path(__file__).resolve().parent.parent / "data"
-    return data if (data.parent / "pyproject.toml").is_file() and data.is_dir() else None
-
-
 def _cache_home() -> Path:
     return Path(os.environ.get("ANTIFORGE_CACHE", Path.home() / ".cache" / "antiforge"))
 
 
 def default_media_dir() -> Path:
     """Where the source media live: ``data/_media`` in a clone, else ``~/.cache/antiforge/media``."""
-    data = _checkout_data()
+    data = checkout_data()
     return data / "_media" if data else _cache_home() / "media"
 
 
 def default_sample_root() -> Path:
     """Where the sample dataset is built: ``data/sample_ffpp`` in a clone, else the user cache."""
-    data = _checkout_data()
+    data = checkout_data()
     return data / "sample_ffpp" if data else _cache_home() / "sample_ffpp"
 
 

@@ -22,16 +22,21 @@ _FACE = "faces/astronaut.png"
 _FACE_BOX = (128, 0, 320, 192)
 
 
+def checkout_data() -> Path | None:
+    """The ``data/`` folder of a source checkout (or editable install) holding the library, else None (a wheel)."""
+    data = Path(__file__).resolve().parent.parent / "data"
+    return data if (data.parent / "pyproject.toml").is_file() and data.is_dir() else None
+
+
 def _data_root():
-    # A source checkout (or editable install) reads data/ in place; a wheel
-    # carries the same files as the antiforge_lib._embedded package.
-    checkout = Path(__file__).resolve().parent.parent / "data"
-    if (checkout.parent / "pyproject.toml").is_file() and (checkout / _FACE).is_file():
+    # A source checkout reads data/ in place; a wheel carries the same files as the antiforge_lib._embedded package.
+    checkout = checkout_data()
+    if checkout is not None and (checkout / _FACE).is_file():
         return checkout
     try:
         return resources.files("antiforge_lib._embedded")
     except ModuleNotFoundError:
-        return checkout
+        return Path(__file__).resolve().parent.parent / "data"
 
 
 def sample_path(name: str = _FACE):
