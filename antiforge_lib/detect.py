@@ -36,7 +36,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .data import XCEPTION_MEAN, XCEPTION_STD
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .metrics import decision_threshold, scores_from_output
-from .models import SingleBranchNet, TwoBranchNet
+from .models import SingleBranchNet, TwoBranchNet, evaluating
 from .provenance import atomic_write
 from .video import VideoError, iter_video, video_info
 
@@ -238,24 +238,20 @@ def _run(model, crops: list[np.ndarray], size: int, device) -> tuple[np.ndarray,
     """Scores (N,), attention maps at crop size (or Nones), and whether the model has a CE head."""
     run = model.forward_lq if hasattr(model, "forward_lq") else model
     scores, maps, ce = [], [], False
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(crops), _BATCH):
-                chunk = crops[i : i + _BATCH]
-                out = run(_normalise(chunk, size).to(device))
-                ce = getattr(out, "logits", None) is not None
-                scores.append(scores_from_output(out).cpu().double().numpy())
-                m = getattr(out, "m", None)
-                for j, crop in enumerate(chunk):
-                    if m is None:
-                        maps.append(None)
-                        continue
-                    up = F.interpolate(m[j : j + 1].float(), size=crop.shape[:2], mode="bilinear", align_corners=False)
-                    maps.append(up[0, 0].clamp(0, 1).cpu().numpy())
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for i in range(0, len(crops), _BATCH):
+            chunk = crops[i : i + _BATCH]
+            out = run(_normalise(chunk, size).to(device))
+            ce = getattr(out, "logits", None) is not None
+            scores.append(scores_from_output(out).cpu().double().numpy())
+            m = getattr(out, "m", None)
+            for j, crop in enumerate(chunk):
+                if m is None:
+                    maps.append(None)
+                    continue
+                up = F.interpolate(m[j : j + 1].float(), size=crop.shape[:2], mode="bilinear", align_corners=False)
+                maps.append(up[0, 0].clamp(0, 1).cpu().numpy())
+
     return np.concatenate(scores), maps, ce
 
 

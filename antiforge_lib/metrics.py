@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .losses import resize_mask
+from .models import evaluating
 
 with warnings.catch_warnings():
     # Importing fastai makes torch warn that torch.jit.script is deprecated; nothing a reader can act on.
@@ -457,25 +458,21 @@ def evaluate(
         device = param.device if param is not None else torch.device("cpu")
     run = model.forward_lq if hasattr(model, "forward_lq") else model
     scores, labels, correct, total, default = [], [], 0, 0, None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch in dl:
-                if not isinstance(batch, (tuple, list)) or len(batch) != 4:
-                    raise ValueError("each batch must be (hq, lq, mask, label), as pair_dataloaders yields")
-                hq, lq, mask, label = batch
-                out = run((hq if image == "hq" else lq).to(device))
-                scores.append(scores_from_output(out).cpu())
-                labels.append(torch.as_tensor(label).reshape(-1).cpu())
-                if default is None:
-                    default = decision_threshold(model, ce=getattr(out, "logits", None) is not None)
-                m = getattr(out, "m", None)
-                if m is not None:
-                    c, t = _pbca_counts(m, mask, 0.5)
-                    correct, total = correct + c, total + t
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for batch in dl:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 4:
+                raise ValueError("each batch must be (hq, lq, mask, label), as pair_dataloaders yields")
+            hq, lq, mask, label = batch
+            out = run((hq if image == "hq" else lq).to(device))
+            scores.append(scores_from_output(out).cpu())
+            labels.append(torch.as_tensor(label).reshape(-1).cpu())
+            if default is None:
+                default = decision_threshold(model, ce=getattr(out, "logits", None) is not None)
+            m = getattr(out, "m", None)
+            if m is not None:
+                c, t = _pbca_counts(m, mask, 0.5)
+                correct, total = correct + c, total + t
+
     if not scores:
         raise ValueError("the loader yielded no batches")
     s = torch.cat(scores).numpy().astype(np.float64)

@@ -28,6 +28,7 @@ import copy
 import os
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import timm
@@ -48,6 +49,7 @@ __all__ = [
     "param_counts",
     "splitter",
     "create_model",
+    "evaluating",
     "PretrainedWeightsUnavailable",
 ]
 
@@ -120,6 +122,22 @@ class BranchOutput(_FastaiRebuildable, _BranchFields):
     """
 
     __slots__ = ()
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """``model.eval()`` and ``torch.inference_mode()`` inside the block; the model's train/eval mode comes back after.
+
+    How every scoring loop of the library runs a model (metrics, embeddings, detection): BatchNorm uses its running
+    statistics, dropout is off, no graph is built, and a model that was training goes on training afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield model
+    finally:
+        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,16 +229,12 @@ def split_backbone(
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = cfg["input_size"][-2:] if cfg.get("fixed_input_size") else (64, 64)
     x = torch.randn(1, cfg.get("input_size", (3,))[0], *size, generator=torch.Generator().manual_seed(0))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with evaluating(model):
             v = head(x)
             same = torch.allclose(tail(v), model(x), atol=1e-5)
     except Exception as err:  # any failure here means the stages do not chain
         raise ValueError(f"{backbone!r} cannot be split at {split!r}: running its stages in order fails") from err
-    finally:
-        model.train(was_training)
     if not same or v.ndim != 4:
         raise ValueError(f"{backbone!r}'s forward is not its stages run in order; it cannot be split at {split!r}")
     return head, tail, v.shape[1], model.num_features

@@ -36,6 +36,7 @@ from plotly.subplots import make_subplots
 
 from .data import denormalize
 from .metrics import decision_threshold, scores_from_output
+from .models import evaluating
 
 __all__ = [
     "collect_embeddings",
@@ -149,39 +150,35 @@ def collect_embeddings(
         parts.setdefault(key, []).append(value.detach().cpu())
 
     n, threshold = 0, decision_threshold(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for batch in dl:
-                if not isinstance(batch, (tuple, list)) or len(batch) != 4:
-                    raise ValueError("each batch must be (hq, lq, mask, label), as pair_dataloaders yields")
-                hq, lq, mask, label = batch
-                take = len(label) if max_items is None else min(len(label), max_items - n)
-                hq, lq, mask, label = hq[:take], lq[:take], mask[:take], torch.as_tensor(label).reshape(-1)[:take]
-                if two_branch:
-                    out = model(hq.to(device), lq.to(device))
-                    branches = {"hq": (out.c_hq, out.m_hq), "lq": (out.c_lq, out.m_lq)}
-                else:
-                    out = model(lq.to(device))
-                    branches = {"lq": (out.c, out.m)}
-                    threshold = decision_threshold(model, ce=out.logits is not None)
-                for b, (c, m) in branches.items():
-                    keep(f"c_{b}", c.float())
-                    keep(f"norm_{b}", torch.linalg.vector_norm(c.float(), dim=1))
-                    if m is not None:
-                        keep(f"m_{b}", m[:, 0].float())
-                    if keep_images:
-                        keep(b, _to_uint8_images(hq if b == "hq" else lq))
-                keep("score", scores_from_output(out))
-                keep("label", label.long())
+    with evaluating(model):
+        for batch in dl:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 4:
+                raise ValueError("each batch must be (hq, lq, mask, label), as pair_dataloaders yields")
+            hq, lq, mask, label = batch
+            take = len(label) if max_items is None else min(len(label), max_items - n)
+            hq, lq, mask, label = hq[:take], lq[:take], mask[:take], torch.as_tensor(label).reshape(-1)[:take]
+            if two_branch:
+                out = model(hq.to(device), lq.to(device))
+                branches = {"hq": (out.c_hq, out.m_hq), "lq": (out.c_lq, out.m_lq)}
+            else:
+                out = model(lq.to(device))
+                branches = {"lq": (out.c, out.m)}
+                threshold = decision_threshold(model, ce=out.logits is not None)
+            for b, (c, m) in branches.items():
+                keep(f"c_{b}", c.float())
+                keep(f"norm_{b}", torch.linalg.vector_norm(c.float(), dim=1))
+                if m is not None:
+                    keep(f"m_{b}", m[:, 0].float())
                 if keep_images:
-                    keep("mask", (mask[:, 0] > 0.5).to(torch.uint8))
-                n += take
-                if max_items is not None and n >= max_items:
-                    break
-    finally:
-        model.train(was_training)
+                    keep(b, _to_uint8_images(hq if b == "hq" else lq))
+            keep("score", scores_from_output(out))
+            keep("label", label.long())
+            if keep_images:
+                keep("mask", (mask[:, 0] > 0.5).to(torch.uint8))
+            n += take
+            if max_items is not None and n >= max_items:
+                break
+
     if n == 0:
         raise ValueError("the loader yielded no batches")
     emb = {key: torch.cat(values).numpy() for key, values in parts.items()}
