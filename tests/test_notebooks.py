@@ -112,3 +112,14 @@ def test_one_switch_name_sizes_every_chapter(path):
     assert not re.search(r"^\s*FULL\s*=", code, re.M), f"{path.name}: the size switch is `DEMO = True`, not FULL"
     if re.search(r"\bDEMO\b", code):
         assert len(re.findall(r"^DEMO = True\b", code, re.M)) == 1, f"{path.name}: set `DEMO = True` once"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_the_paper_path_of_a_chapter_is_the_paper_preset(path):
+    """``DEMO = False`` must mean the paper's settings: the "paper" preset (ImageNet weights), never switched off."""
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    if not re.search(r"\bDEMO\b", code) or not re.search(r"TrainConfig|run_ablation", code):
+        pytest.skip("no training behind the switch")
+    paper = re.compile(r"""preset\((\s*"demo"\s*if\s+DEMO\s+else\s*)?"paper"|preset\s*=\s*(\S+\s+else\s+)?"paper\"""")
+    assert paper.search(code), f"{path.name}: with DEMO = False, train with TrainConfig.preset('paper')"
+    assert not re.search(r"pretrained\s*=\s*False", code), f"{path.name}: the paper's settings start from ImageNet"
