@@ -64,3 +64,27 @@ def lock_held_elsewhere(lock_path, seconds: float = 60):
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The chapters' self-checks (antiforge_lib.exercises): what every check must do with wrong and broken answers
+
+
+def rejects_naming_each_mistake(check, wrong: dict, capsys, unnamed=()) -> None:
+    """``check`` says "Not yet" to every answer in ``wrong`` and names its mistake (the key) in the hint, except
+    for the keys in ``unnamed``, which it need only reject."""
+    for mistake, fn in wrong.items():
+        assert not check(fn), mistake
+        out = capsys.readouterr().out
+        assert "Not yet" in out and (mistake in out or mistake in unnamed), (mistake, out)
+
+
+def survives_broken_answers(checks, capsys) -> None:
+    """An unfinished (None), crashing or nonsense answer gets a "Not yet" verdict from each check, never a traceback."""
+    for check in checks:
+        assert not check(lambda *args: None)
+        assert not check(lambda *args: 1 / 0)
+        assert not check(lambda *args: "nonsense")
+    out = capsys.readouterr().out
+    assert out.count("Not yet") == 3 * len(checks) and "Traceback" not in out
+    assert "returned None" in out and "ZeroDivisionError" in out

@@ -1,6 +1,7 @@
 """The Chapter 10 self-check accepts right answers and rejects plausible wrong ones."""
 
 import numpy as np
+from conftest import rejects_naming_each_mistake, survives_broken_answers
 
 from antiforge_lib import exercises as ex
 from antiforge_lib import viz
@@ -26,15 +27,8 @@ def test_pair_distance_check_names_the_mistake(capsys):
         "one number": lambda h, l: np.linalg.norm(l - h, axis=1).mean(),
         "difference vectors": lambda h, l: l - h,
     }
-    for hint, fn in wrong.items():
-        assert not ex.check_pair_distance(fn), hint
-        out = _verdicts(capsys)
-        assert "Not yet" in out and hint in out, (hint, out)
+    rejects_naming_each_mistake(ex.check_pair_distance, wrong, capsys)
 
 
 def test_pair_distance_check_survives_unfinished_and_broken_answers(capsys):
-    assert not ex.check_pair_distance(lambda *a: None)
-    assert not ex.check_pair_distance(lambda *a: 1 / 0)
-    assert not ex.check_pair_distance(lambda *a: "nonsense")
-    out = _verdicts(capsys)
-    assert out.count("Not yet") == 3 and "Traceback" not in out
+    survives_broken_answers([ex.check_pair_distance], capsys)

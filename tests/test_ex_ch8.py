@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+from conftest import rejects_naming_each_mistake, survives_broken_answers
 
 from antiforge_lib import exercises as ex
 from antiforge_lib import metrics
@@ -48,15 +49,8 @@ def test_tar_at_far_check_names_the_mistake(capsys):
         "the FAR reached": lambda s, y, far: np.floor(far * (~y).sum() + 1e-9) / (~y).sum(),
         "quantile": lambda s, y, far: float((s[y] > np.quantile(s[~y], 1 - far)).mean()),
     }
-    for hint, fn in wrong.items():
-        assert not ex.check_tar_at_far(fn), hint
-        out = _verdicts(capsys)
-        assert "Not yet" in out and (hint in out or hint == "quantile"), (hint, out)
+    rejects_naming_each_mistake(ex.check_tar_at_far, wrong, capsys, unnamed=("quantile",))
 
 
 def test_tar_at_far_check_survives_unfinished_and_broken_answers(capsys):
-    assert not ex.check_tar_at_far(lambda *a: None)
-    assert not ex.check_tar_at_far(lambda *a: 1 / 0)
-    assert not ex.check_tar_at_far(lambda *a: "nonsense")
-    out = _verdicts(capsys)
-    assert out.count("Not yet") == 3 and "Traceback" not in out
+    survives_broken_answers([ex.check_tar_at_far], capsys)

@@ -1,5 +1,7 @@
 """The Chapter 9 self-check accepts right answers and rejects plausible wrong ones."""
 
+from conftest import rejects_naming_each_mistake, survives_broken_answers
+
 from antiforge_lib import exercises as ex
 
 
@@ -44,15 +46,8 @@ def test_row_delta_check_names_the_mistake(capsys):
         "iloc": lambda p, a, b, m: p.iloc[b][m] - p.iloc[a][m],
         "fraction": lambda p, a, b, m: (p.loc[b, m] - p.loc[a, m]) / 100,
     }
-    for hint, fn in wrong.items():
-        assert not ex.check_row_delta(fn), hint
-        out = _verdicts(capsys)
-        assert "Not yet" in out and hint in out, (hint, out)
+    rejects_naming_each_mistake(ex.check_row_delta, wrong, capsys)
 
 
 def test_row_delta_check_survives_unfinished_and_broken_answers(capsys):
-    assert not ex.check_row_delta(lambda *a: None)
-    assert not ex.check_row_delta(lambda *a: 1 / 0)
-    assert not ex.check_row_delta(lambda *a: "nonsense")
-    out = _verdicts(capsys)
-    assert out.count("Not yet") == 3 and "Traceback" not in out
+    survives_broken_answers([ex.check_row_delta], capsys)
