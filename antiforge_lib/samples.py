@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["sample_path", "face_image", "face_tensor"]
 
@@ -71,4 +74,6 @@ def face_image(crop: bool = True, size: int | None = None) -> Image.Image:
 def face_tensor(crop: bool = True, size: int | None = None) -> torch.Tensor:
     """:func:`face_image` as a float tensor ``(1, 3, H, W)`` in [0, 1]."""
     arr = np.asarray(face_image(crop, size), dtype=np.float32) / 255
+    import torch  # here, not at the top: the data modules use this module and stay torch-free
+
     return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
