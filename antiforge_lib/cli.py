@@ -33,7 +33,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from .provenance import FolderBusy, exclusive_lock, json_safe, read_json, write_json
+from .provenance import FolderBusy, atomic_write, exclusive_lock, json_safe, read_json, write_json
 
 __all__ = ["main", "build_parser", "parse_set", "CLIError"]
 
@@ -258,7 +258,7 @@ def _results_path(args, command: str, folder: Path | None = None) -> Path:
 
 
 def _write_results(args, argv: list[str], config: dict, payload: dict, device, folder: Path | None = None) -> Path:
-    from .provenance import provenance, write_json
+    from .provenance import provenance
 
     prov = provenance(command=_command_line(argv), device=device)
     record = {"command": prov.pop("command"), "argv": list(argv), "config": config, **prov, **payload}
@@ -513,8 +513,6 @@ def _read_history(path: Path) -> list[dict]:
 
 def _keep_history(path: Path, before: int) -> None:
     rows = [r for r in _read_history(path) if r["epoch"] < before]
-    from .provenance import atomic_write
-
     atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
 
