@@ -60,10 +60,11 @@ from plotly.subplots import make_subplots
 
 from .data import pair_dataloaders
 from .ffpp import MANIPULATIONS
-from .learner import TrainConfig, anticompression_learner, fit, single_branch_learner
+from .learner import TrainConfig, fit
 from .metrics import decision_threshold, evaluate
 from .pairs import load_index
 from .provenance import json_safe, provenance, read_json, write_json
+from .run import build_learner
 
 __all__ = [
     "METRICS",
@@ -157,25 +158,28 @@ class AblationRow:
         """``base`` with this row's switches: ``metric``, ``attention``, ``transfer``, ``gan``.
 
         Single-branch rows get ``transfer = gan = False`` (the single net has neither); their ``attention`` and
-        ``metric`` record what :meth:`learner` passes to :func:`single_branch_learner`. Idempotent.
+        ``metric`` record what :meth:`learner` passes to :func:`single_branch_learner`; ``model`` and ``train_on``
+        name the row's net and the image it sees. Idempotent.
         """
+        model = "two-branch" if self.network == "two-branch" else f"single-{self.loss}"
         return base.replace(
-            metric=self.loss == "metric", attention=self.attention, transfer=self.transfer, gan=self.gan
+            model=model,
+            train_on=self.image,
+            metric=self.loss == "metric",
+            attention=self.attention,
+            transfer=self.transfer,
+            gan=self.gan,
         )
 
     def learner(self, dls, base: TrainConfig | None = None, **kwargs):
         """The row's fastai ``Learner`` on ``dls`` (batches ``(hq, lq, mask, label)``), with :meth:`config` applied.
 
-        Single rows: ``single_branch_learner(head=loss, attention=attention, train_on=image)``; two-branch rows:
+        :func:`~antiforge_lib.run.build_learner` of :meth:`config`: single rows get
+        ``single_branch_learner(head=loss, attention=attention, train_on=image)``, two-branch rows
         ``anticompression_learner`` with the row's switches. ``kwargs`` go to the builder (``cbs``, ``path``,
         ``save_best``, ...).
         """
-        config = self.config(base or TrainConfig())
-        if self.network == "single":
-            return single_branch_learner(
-                dls, config, head=self.loss, attention=self.attention, train_on=self.image, **kwargs
-            )
-        return anticompression_learner(dls, config, **kwargs)
+        return build_learner(dls, self.config(base or TrainConfig()), **kwargs)
 
     def evaluate(self, learn, dl) -> pd.DataFrame:
         """:func:`~antiforge_lib.metrics.evaluate` of ``learn.model`` on the row's test images of ``dl``.
@@ -184,7 +188,7 @@ class AblationRow:
         ``(r- + r+) / 2`` of ``learn.train_config``. For row 4 (``image == "hq"``) the loader is seen through a
         view that puts the HQ image into the LQ slot. Returns one row of fractions (see ``evaluate``).
         """
-        threshold = decision_threshold(learn.train_config, ce=self.loss == "ce")
+        threshold = decision_threshold(learn.train_config)
         return evaluate(learn.model, dl, threshold=threshold, image=self.image)
 
 
@@ -310,7 +314,11 @@ def _finished(path: Path, config: TrainConfig, counts: dict) -> dict | None:
     except ValueError as e:
         warnings.warn(f"{e}; retraining", stacklevel=3)
         return None
-    if rec.get("config") == config.to_dict() and rec.get("data", {}).get("n_pairs") == counts:
+    try:  # a record written before a setting existed ran at its default
+        same = TrainConfig.from_dict(rec.get("config") or {}) == config
+    except (TypeError, ValueError):
+        same = False
+    if same and rec.get("data", {}).get("n_pairs") == counts:
         return rec
     warnings.warn(f"{path.name} was made with another config or data; retraining and overwriting", stacklevel=3)
     return None

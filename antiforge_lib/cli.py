@@ -22,18 +22,15 @@ status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import re
 import shlex
 import sys
 import warnings
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
-from .provenance import FolderBusy, atomic_write, exclusive_lock, json_safe, read_json, write_json
+from .provenance import FolderBusy, exclusive_lock, write_json
 
 __all__ = ["main", "build_parser", "parse_set", "CLIError"]
 
@@ -193,6 +190,7 @@ _CLI_WORDS = [
     (re.compile(r"run prepare_pairs\(\.\.\., out_dir='([^']*)'\) first"), r"run antiforge prepare --out \1 first"),
     (re.compile(r"pass weights='([^']*)' \(and pretrained=False\)"), r"pass --set weights=\1"),
     (re.compile(r"\(workers=1\)"), "(--workers 1)"),
+    (re.compile(r"use another run folder"), "use another --out"),
 ]
 
 
@@ -285,88 +283,18 @@ def _pairs_dir(path: str) -> Path:
     return d
 
 
-def _video_ids_of(dataset):
-    """Video ids of a dataset of cached pairs (``PairedFaces``); None for made-up pairs (self-blends)."""
-    from .metrics import video_ids
-
-    items = getattr(dataset, "items", None)
-    return video_ids(items) if getattr(items, "columns", None) is not None and "video" in items.columns else None
-
-
-def _with_bar(dl, desc: str, quiet: bool):
-    """The batches of ``dl`` under a tqdm bar (evaluate() takes the video ids as an argument, not from the loader)."""
-    from tqdm import tqdm
-
-    return tqdm(dl, desc=desc, unit="batch", disable=quiet, leave=False)
-
-
-def _metrics_row(df) -> dict:
-    return json_safe(df.to_dict("records")[0])  # records keep n_real/n_fake ints
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # --set
 
 
-def _field_types() -> dict[str, tuple[set[str], object]]:
-    """TrainConfig field -> (allowed type names, default)."""
-    import typing
-    from dataclasses import MISSING, fields
-
-    from .learner import TrainConfig
-
-    hints = typing.get_type_hints(TrainConfig)
-    out = {}
-    for f in fields(TrainConfig):
-        t = hints.get(f.name, type(f.default))
-        names = {getattr(a, "__name__", str(a)) for a in (typing.get_args(t) or (t,))}
-        if f.default is not MISSING and f.default is not None:
-            names.add(type(f.default).__name__)
-        out[f.name] = (names, f.default)
-    return out
-
-
-_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
-
-
-def _convert(key: str, raw: str, names: set[str]):
-    low = raw.strip().lower()
-    if low in ("none", "null"):
-        if "NoneType" in names:
-            return None
-        raise CLIError(f"--set {key}={raw}: {key} cannot be None")
-    if "bool" in names:
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise CLIError(f"--set {key}={raw}: expected true or false")
-    if "int" in names:
-        try:
-            return int(raw)
-        except ValueError:
-            raise CLIError(f"--set {key}={raw}: expected an integer") from None
-    if "float" in names:
-        try:
-            return float(raw)
-        except ValueError:
-            raise CLIError(f"--set {key}={raw}: expected a number") from None
-    return raw
-
-
 def parse_set(items: list[str]) -> dict:
-    """``["lr=3e-4", "gan=false", "patience=none"]`` -> typed TrainConfig overrides (later items win)."""
-    types = _field_types()
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CLIError(f"--set {item!r}: expected KEY=VALUE")
-        if key not in types:
-            raise CLIError(f"--set {key}: unknown TrainConfig field; valid fields: {', '.join(types)}")
-        out[key] = _convert(key, raw, types[key][0])
-    return out
+    """``["lr=3e-4", "gan=false"]`` -> typed TrainConfig overrides (``TrainConfig.parse_overrides``)."""
+    from .config import TrainConfig
+
+    try:
+        return TrainConfig.parse_overrides(items)
+    except ValueError as e:
+        raise CLIError(f"--set {e}") from None
 
 
 def _check_weights_file(cfg) -> None:
@@ -479,56 +407,23 @@ def _prepare_videos(args, argv, out: Path, frames: int, size: int, prepare_faces
 # train
 
 
-@lru_cache(maxsize=1)
-def _run_config():
-    """TrainConfig plus what the CLI records in checkpoints: the model kind and the single-branch input.
+def _train_config(args):
+    """The run's TrainConfig: --preset, then --set, then the model flags and --epochs."""
+    from .config import TrainConfig
 
-    Built on first use, so that ``antiforge --help`` does not import fastai.
-    """
-    from dataclasses import dataclass
-
-    from .learner import TrainConfig
-
-    @dataclass
-    class RunConfig(TrainConfig):
-        model: str = "two-branch"
-        train_on: str = "lq"
-
-    return RunConfig
-
-
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a killed run
-            rows[row["epoch"]] = row  # a redone epoch replaces the earlier record
-    return [rows[e] for e in sorted(rows)]
-
-
-def _keep_history(path: Path, before: int) -> None:
-    rows = [r for r in _read_history(path) if r["epoch"] < before]
-    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-
-
-def _load_ckpt(path: Path) -> dict:
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CLIError(f"{path}: unreadable checkpoint ({_exc_message(e)}); delete it to start over") from None
+    overrides = parse_set(args.set)
+    extra = {"model": args.model, "train_on": args.train_on}
+    if args.model == "two-branch":
+        if args.train_on != "lq":
+            raise CLIError("--train-on applies to the single-branch models only")
+    elif args.attention or "attention" not in overrides:
+        extra["attention"] = args.attention  # single-branch rows of Table 3: no attention unless asked
+    if args.epochs is not None:
+        extra["epochs"] = args.epochs
+    try:  # through preset(), so that --set weights=FILE replaces the paper preset's download
+        return TrainConfig.preset(args.preset, **{**overrides, **extra})
+    except TypeError as e:
+        raise CLIError(_one_line(e)) from None
 
 
 def _cmd_train(args, argv) -> int:
@@ -538,139 +433,22 @@ def _cmd_train(args, argv) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {args.out}: exists and is not a directory")
-    overrides = parse_set(args.set)
-    try:  # through preset(), so that --set weights=FILE replaces the paper preset's download
-        cfg = _run_config().preset(args.preset, **overrides)
-    except TypeError as e:
-        raise CLIError(_one_line(e)) from None
-    extra = {"model": args.model, "train_on": args.train_on}
-    if args.model == "two-branch":
-        if args.train_on != "lq":
-            raise CLIError("--train-on applies to the single-branch models only")
-    elif args.attention or "attention" not in overrides:
-        extra["attention"] = args.attention  # single-branch rows of Table 3: no attention unless asked
-    if args.epochs is not None:
-        extra["epochs"] = args.epochs
-    cfg = cfg.replace(**extra)
+    cfg = _train_config(args)
     _check_weights_file(cfg)
     device = _device(args.device, args.threads)
-    out.mkdir(parents=True, exist_ok=True)
-    # One run per folder: a second train (or a resume) into it while this one runs is refused at once, by name.
-    with exclusive_lock(out / ".lock", wait=False, what=f"--out {out}"):
-        return _train_in(args, argv, cfg, device, pairs, out)
+    from .run import fit_run
 
+    def started(start: int, stopped: bool) -> None:  # the folder is locked and checked: say what will happen
+        _print_config("train", {**cfg.to_dict(), "pairs": str(pairs), "out": str(out), "device": device})
+        if start:
+            state = "early stopping had ended it" if stopped else f"{cfg.epochs - start} epoch(s) to go"
+            print(f"resuming {out / 'checkpoint.pth'} after epoch {start - 1} ({state})", flush=True)
 
-def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
-    """The body of ``train``, with ``out`` locked."""
-    import torch
-
-    ckpt_path, history_path = out / "checkpoint.pth", out / "history.jsonl"
-
-    start, saved = 0, None
-    if ckpt_path.is_file():
-        saved = _load_ckpt(ckpt_path)
-        # A field missing from the checkpoint's config did not exist yet: the run had its default. (A checkpoint
-        # without the CLI's keys comes from the two-branch learner of the library itself.)
-        old, new = {**_run_config()().to_dict(), **(saved.get("config") or {})}, cfg.to_dict()
-        diff = [k for k in sorted(set(old) | set(new)) if k != "epochs" and old.get(k) != new.get(k)]
-        if diff:
-            shown = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff[:6])
-            raise CLIError(
-                f"--out {out} holds a run with other settings ({shown}); use another --out, or delete {ckpt_path} "
-                "to start over"
-            )
-        start = int(saved["epoch"]) + 1
-    # The data are part of a run's identity: the cache's index, by content, not just the folder's name.
-    data = {"pairs": str(pairs), "index_sha256": _sha256(pairs / "index.csv")}
-    data_file = out / "data.json"
-    if saved is not None and data_file.is_file():
-        before = read_json(data_file)
-        if before.get("index_sha256") != data["index_sha256"]:
-            was = f"{before.get('pairs')}, index.csv sha256 {str(before.get('index_sha256'))[:12]}"
-            raise CLIError(
-                f"--out {out} holds a run on other data ({was}); use another --out, or delete {ckpt_path} to start over"
-            )
-    write_json(data_file, data)
-
-    config = cfg.to_dict()
-    _print_config("train", {**config, "pairs": str(pairs), "out": str(out), "device": device})
-    if saved is not None:
-        state = "early stopping had ended it" if saved.get("stopped") else f"{cfg.epochs - start} epoch(s) to go"
-        print(f"resuming {ckpt_path} after epoch {start - 1} ({state})", flush=True)
-
-    from .callbacks import EpochHistory, resume
-    from .detect import save_detector
-    from .learner import anticompression_learner, make_dataloaders, single_branch_learner
-    from .metrics import FewNegativesWarning, decision_threshold, evaluate
-    from .pairs import load_index
-
-    index = load_index(pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    if start == 0:
-        history_path.unlink(missing_ok=True)
-    elif history_path.exists():
-        _keep_history(history_path, start)
-    dls = make_dataloaders(index, cfg, num_workers=args.workers, device=device)
-    history = EpochHistory(history_path, echo=args.quiet)
-    # Early stopping (the paper's rule) keeps the epoch of lowest validation loss; a run of fixed length (the demo's
-    # one-cycle schedule, which ends at its lowest learning rate) keeps its last epoch.
-    keep_best = cfg.patience is not None
-    common = dict(cbs=[history], path=out, checkpoint=ckpt_path, save_best=keep_best)
-    if cfg.model == "two-branch":
-        learn = anticompression_learner(dls, cfg, **common)
-    else:
-        head = "ce" if cfg.model == "single-ce" else "metric"
-        learn = single_branch_learner(dls, cfg, head=head, attention=cfg.attention, train_on=cfg.train_on, **common)
-    with contextlib.ExitStack() as quiet:
-        if args.quiet:  # fastai's own switches (History prints one line per epoch instead)
-            import fastai.callback.progress  # noqa: F401  (adds Learner.no_bar)
-
-            quiet.enter_context(learn.no_bar())
-            quiet.enter_context(learn.no_logging())
-        resume(learn, ckpt_path, n_epoch=cfg.epochs)
-
-    # The kept epoch's weights go to detector.pth, with the config, for evaluate/detect.
-    best_file = out / learn.model_dir / "best.pth"
-    if keep_best and best_file.is_file():
-        learn.model.load_state_dict(torch.load(best_file, map_location=device, weights_only=True))
-    rows = _read_history(history_path)
-    finite = [r for r in rows if isinstance(r.get("valid_loss"), (int, float))]
-    best_epoch = min(finite, key=lambda r: r["valid_loss"])["epoch"] if finite else None
-    last = _load_ckpt(ckpt_path) if ckpt_path.is_file() else {"epoch": -1}
-    kept = best_epoch if keep_best else int(last["epoch"])
-    detector = save_detector(learn.model, config, out / "detector.pth", epoch=kept)
-
-    val = torch.utils.data.DataLoader(
-        dls.valid.dataset,
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=args.workers or 0,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FewNegativesWarning)  # training has said so already, once per epoch
-        metrics = evaluate(
-            learn.model,
-            _with_bar(val, "validation", args.quiet),
-            threshold=decision_threshold(config),
-            video_ids=_video_ids_of(val.dataset),
-        )
-    metrics = _metrics_row(metrics)
-    print(f"validation ({'best' if keep_best else 'last'} epoch {kept}):")
-    _print_metrics(metrics)
-    run = {
-        "pairs": str(pairs),
-        "out": str(out),
-        "checkpoint": str(ckpt_path),
-        "detector": str(detector),
-        "start_epoch": start,
-        "epochs_run": history.epochs_run,
-        "last_epoch": int(last["epoch"]),
-        "best_epoch": best_epoch,
-        "detector_epoch": kept,
-        "stopped_early": bool(last.get("stopped", False)),
-    }
-    payload = {"run": run, "history": rows, "split": "val", "metrics": metrics}
-    _write_results(args, argv, config, payload, device=device, folder=out)
+    result = fit_run(pairs, out, cfg, workers=args.workers, device=device, progress=not args.quiet, on_start=started)
+    run = result["run"]
+    print(f"validation ({'best' if cfg.patience is not None else 'last'} epoch {run['detector_epoch']}):")
+    _print_metrics(result["metrics"])
+    _write_results(args, argv, cfg.to_dict(), result, device=device, folder=out)
     return 0
 
 
@@ -683,28 +461,22 @@ def _cmd_evaluate(args, argv) -> int:
     _positive("--workers", args.workers, 0)
     pairs = _pairs_dir(args.pairs)
     _checkpoint_exists(args.checkpoint)
-
-    import torch
-
-    from .data import PairedFaces
-    from .detect import load_detector
-    from .metrics import decision_threshold, evaluate
-    from .pairs import load_index
-
     device = _device(args.device, args.threads)
-    model, ckpt_config = load_detector(args.checkpoint, device=device)
-    size = int(ckpt_config.get("size", 299))
-    bs = args.batch_size or int(ckpt_config.get("batch_size", 32))
-    threshold = args.threshold if args.threshold is not None else decision_threshold(ckpt_config)
-    config = {**ckpt_config, "checkpoint": args.checkpoint, "pairs": str(pairs), "split": args.split}
-    config.update({"threshold": threshold, "eval_batch_size": bs})
+    from .run import evaluate_checkpoint
+
+    metrics, info = evaluate_checkpoint(
+        args.checkpoint,
+        pairs,
+        args.split,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=device,
+        progress=not args.quiet,
+    )
+    config = {**info, "checkpoint": args.checkpoint, "pairs": str(pairs)}
     _print_config("evaluate", {**config, "device": device})
-    index = load_index(pairs)
-    ds = PairedFaces(index, args.split, size=size)
-    dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=args.workers)
-    bar = _with_bar(dl, args.split, args.quiet)
-    metrics = _metrics_row(evaluate(model, bar, threshold=threshold, video_ids=_video_ids_of(ds)))
-    print(f"{args.split} ({len(ds)} pairs):")
+    print(f"{args.split} ({info['n_pairs']} pairs):")
     _print_metrics(metrics)
     _write_results(args, argv, config, {"split": args.split, "metrics": metrics}, device=device)
     return 0
@@ -729,8 +501,9 @@ def _cmd_detect(args, argv) -> int:
 
     from tqdm import tqdm
 
-    from .detect import DEFAULT_FRAMES, detect, load_detector
+    from .detect import DEFAULT_FRAMES, detect
     from .metrics import decision_threshold
+    from .run import load_detector
 
     device = _device(args.device, args.threads)
     model, ckpt_config = load_detector(args.checkpoint, device=device)

@@ -12,7 +12,7 @@ The score is :func:`antiforge_lib.metrics.scores_from_output`: ``||c||_2`` for m
 ``(r- + r+) / 2``, 9.05 with the paper's radii), the fake-class probability for cross-entropy heads (fake when above
 0.5). A video's score is the mean of its frame scores, as :func:`antiforge_lib.metrics.video_auc` averages them.
 
-:func:`load_detector` rebuilds the model from a checkpoint of :func:`antiforge_lib.callbacks.save_checkpoint`.
+:func:`~antiforge_lib.run.load_detector` rebuilds the model from a run's ``detector.pth`` or checkpoint.
 
 Example
 -------
@@ -36,8 +36,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .data import XCEPTION_MEAN, XCEPTION_STD
 from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
 from .metrics import decision_threshold, scores_from_output
-from .models import SingleBranchNet, TwoBranchNet, evaluating
-from .provenance import atomic_write
+from .models import MODELS as MODEL_KINDS  # noqa: F401  (the old name, kept importable)
+from .models import evaluating, model_kind  # noqa: F401
+from .run import export_detector as save_detector  # noqa: F401  (the old name, kept importable)
+from .run import load_detector
 from .video import VideoError, iter_video, video_info
 
 __all__ = [
@@ -58,7 +60,6 @@ DEFAULT_FRAMES = 16
 #: Model input side when neither ``size`` nor the model's config gives one (Xception's 299 px).
 DEFAULT_SIZE = 299
 #: Model kinds as the CLI names them (``--model``) and as checkpoints record them (``config["model"]``).
-MODEL_KINDS = ("two-branch", "single-ce", "single-metric")
 SMOOTH_WINDOW = 5  # prepare_pairs' default smoothing window, in sampled frames
 _BATCH = 32  # crops per forward pass
 
@@ -206,15 +207,6 @@ def _as_frame(image) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Model plumbing
-
-
-def model_kind(model: torch.nn.Module) -> str:
-    """``"two-branch"``, ``"single-ce"`` or ``"single-metric"`` for a net of :mod:`antiforge_lib.models`."""
-    if isinstance(model, TwoBranchNet) or hasattr(model, "forward_lq"):
-        return "two-branch"
-    if getattr(model, "classifier", None) is not None:
-        return "single-ce"
-    return "single-metric"
 
 
 def _config_of(model, config) -> dict:
@@ -402,103 +394,3 @@ def detect(
         frames=per_frame,
         no_face_frames=no_face,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading a trained detector
-
-
-def _kind_from_state(state: Mapping) -> tuple[str, bool]:
-    keys = list(state)
-    if any(k.startswith("head_lq.") for k in keys):
-        return "two-branch", any(k.startswith("attention_lq.") for k in keys)
-    if any(k.startswith("head.") for k in keys):
-        kind = "single-ce" if any(k.startswith("classifier.") for k in keys) else "single-metric"
-        return kind, any(k.startswith("attention.") for k in keys)
-    raise ValueError("its weights are not those of a TwoBranchNet or SingleBranchNet")
-
-
-def save_detector(model: torch.nn.Module, config, path, epoch: int | None = None) -> Path:
-    """Write ``detector.pth``: the weights (on the CPU) and the config that rebuilds the net, for :func:`load_detector`.
-
-    ``config`` is a :class:`~antiforge_lib.learner.TrainConfig` or its dict (the CLI adds ``model`` and
-    ``train_on``); ``epoch`` is the epoch the weights come from. Same layout as a checkpoint of
-    :func:`antiforge_lib.callbacks.save_checkpoint`, without optimizer or callback state; written atomically.
-    """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    config = dict(config.to_dict() if hasattr(config, "to_dict") else config)
-    payload = {"model": state, "opt": None, "callbacks": {}, "epoch": epoch, "config": config}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
-
-
-def load_detector(checkpoint_path, device=None) -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained detector from a checkpoint of :func:`antiforge_lib.callbacks.save_checkpoint`.
-
-    Parameters
-    ----------
-    checkpoint_path : path
-        A checkpoint file (``checkpoint.pth`` written every epoch, or the ``detector.pth`` the CLI writes with the
-        best epoch's weights), or a run folder holding one of them (``detector.pth`` preferred). Read with
-        ``torch.load(weights_only=True)``.
-    device : torch.device or str, optional
-        Where to put the model (default CPU).
-
-    Returns
-    -------
-    model : TwoBranchNet or SingleBranchNet
-        In eval mode; ``model.antiforge_config`` holds the config, so :func:`detect` finds its size and threshold.
-    config : dict
-        The checkpoint's config (``TrainConfig.to_dict()`` plus the CLI's ``model`` key; ``model`` and
-        ``attention`` are filled in from the weights when absent).
-
-    The net's type, its head (classifier or not) and its attention layers are read from the weights themselves;
-    ``backbone``, ``split`` and ``stem`` (a fixed filter, absent from the weights) come from the config. No
-    pretrained weights are downloaded.
-    """
-    path = Path(checkpoint_path)
-    if path.is_dir():
-        found = [path / n for n in ("detector.pth", "checkpoint.pth") if (path / n).is_file()]
-        if not found:
-            raise FileNotFoundError(f"{path}: a folder without detector.pth or checkpoint.pth")
-        path = found[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types; all mean "not a checkpoint"
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from e
-    if not isinstance(ckpt, Mapping) or "model" not in ckpt:
-        raise ValueError(
-            f"{path}: holds no 'model' and 'config' (a bare state dict, e.g. fastai's models/best.pth?); "
-            "pass the run's detector.pth or checkpoint.pth"
-        )
-    config = dict(ckpt.get("config") or {})
-    missing = [k for k in ("backbone", "split") if k not in config]
-    if missing:
-        raise ValueError(f"{path}: its config lacks {missing}; cannot rebuild the network")
-    state = ckpt["model"]
-    try:
-        kind, attention = _kind_from_state(state)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
-    if config.get("model") not in (None, kind):
-        raise ValueError(f"{path}: config says model {config['model']!r} but the weights are a {kind} net")
-    config["model"], config["attention"] = kind, attention
-    backbone, split, stem = config["backbone"], config["split"], config.get("stem")
-    try:
-        if kind == "two-branch":
-            model = TwoBranchNet(backbone, split, pretrained=False, attention=attention, stem=stem)
-        else:
-            head = "ce" if kind == "single-ce" else "metric"
-            model = SingleBranchNet(backbone, split, head=head, attention=attention, pretrained=False, stem=stem)
-    except ValueError as e:
-        raise ValueError(f"{path}: cannot rebuild its network: {e}") from e
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit {kind} {backbone}/{split}: {str(e).splitlines()[0]}") from e
-    model.eval()
-    if device is not None:
-        model.to(device)
-    model.antiforge_config = config
-    return model, config

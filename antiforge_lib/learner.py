@@ -19,14 +19,10 @@ Example
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,11 +39,11 @@ from .callbacks import (
     StopOnDivergence,
     plot_loss_breakdown,
 )
+from .config import TrainConfig
 from .data import pair_dataloaders, self_blend_dataloaders
-from .losses import REDUCTIONS, AntiCompressionLoss, attention_loss, metric_loss
-from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold, metric_threshold
-from .models import STEMS, SingleBranchNet, TwoBranchNet, splitter
-from .self_blend import CODECS
+from .losses import AntiCompressionLoss, attention_loss, metric_loss
+from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold
+from .models import SingleBranchNet, TwoBranchNet, splitter
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -56,8 +52,6 @@ with warnings.catch_warnings():
     from fastai.learner import Learner
     from fastai.optimizer import Adam
     from fastai.torch_core import set_seed
-
-SCHEDULES = ("constant", "one_cycle")
 
 __all__ = [
     "TrainConfig",
@@ -69,176 +63,6 @@ __all__ = [
     "single_branch_learner",
     "plot_loss_breakdown",
 ]
-
-
-@dataclass
-class TrainConfig:
-    """Training settings; the defaults are the paper's (Sec. 4.2) where it gives them, except its ImageNet start.
-
-    ``pretrained`` defaults to False, as in timm, so that a config never needs the network by accident; the paper
-    starts both branches from ImageNet weights, and so does ``TrainConfig.preset("paper")``. Offline, pass
-    ``weights=`` (a local timm state dict) to the preset instead, which turns ``pretrained`` off.
-
-    Model: ``backbone`` (timm name; "legacy_xception" = FaceForensics++'s XceptionNet), ``split`` (first stage of
-    the shared tail; "block8" cuts between Blocks 7 and 8), ``attention``, ``pretrained`` (ImageNet weights;
-    needs the network, True on Colab), ``weights`` (a local timm state dict instead). The embedding size ``d``
-    (2048 for Xception) comes from the backbone, it is not a setting.
-
-    Data and optimisation: ``size`` (pixels, 299), ``batch_size`` (32; the loaders are built by
-    :func:`antiforge_lib.data.pair_dataloaders`, this records it), ``lr`` (Adam, 1e-4; betas (0.9, 0.999),
-    eps 1e-8 as torch's Adam), ``wd`` (0: the paper mentions no weight decay), ``epochs`` (15, the cap of the
-    authors' code; the paper gives none), ``patience`` (early stopping on the VALIDATION loss, the paper's rule:
-    stop after this many epochs without improvement; None = off. The authors' code has no validation loop and
-    picks each method's best epoch on the test set; we never look at the test set to choose).
-
-    Loss (eq. 1, 5, 6): ``lambda_gan`` (lambda_1, 0.001), ``lambda_at`` (lambda_2, 1), ``lambda_pair`` (lambda_3,
-    0.1), radii ``r_minus`` 0.1 and ``r_plus`` 18 (threshold (r- + r+)/2 = 9.05); switches ``metric``,
-    ``transfer``, ``gan`` for ablations (``attention`` also switches the attention terms); ``reduction``
-    ("mean": batch means everywhere; "sum": eq. 6's sums over the batch as printed, which weights ``L_Dis``
-    about ``batch_size`` times more against the GAN and transfer terms).
-
-    Critic (WGAN-GP, not given in the paper): ``n_critic`` critic steps per detector step (1: the term is a mild
-    regulariser at lambda_1 = 0.001, and WGAN-GP's usual 5 would dominate the cost), ``critic_lr`` (Adam, betas
-    (0.5, 0.9)), ``gp_weight`` (10, WGAN-GP's default).
-
-    Demo recipe (none of it in the paper; the ``"demo"`` preset's choices for a CPU and no pretrained weights):
-    ``stem`` ("highpass": a fixed difference-of-Gaussians filter before each head,
-    :class:`~antiforge_lib.models.HighPass`),
-    ``self_blend`` (train on fakes made on the fly from the training split's real faces,
-    :class:`~antiforge_lib.data.SelfBlendedPairs`, instead of its cached fakes), ``items_per_epoch`` (items of
-    that stream per epoch), ``lq_codec`` (the stream's LQ codec, "jpeg" or "h264"), ``schedule`` ("constant": plain
-    Adam, as the paper; "one_cycle": fastai's one-cycle schedule peaking at ``lr``).
-
-    Hardware: ``mixed_precision`` ("bf16", "fp16" or None) and ``channels_last`` apply on CUDA only;
-    ``compile`` runs ``torch.compile`` on the model in place (``nn.Module.compile``: the state-dict keys stay the
-    same); off by default, because the first steps then take minutes, which pays off only in long GPU runs;
-    ``seed``.
-    """
-
-    backbone: str = "legacy_xception"
-    split: str = "block8"
-    attention: bool = True
-    pretrained: bool = False
-    weights: str | None = None
-    size: int = 299
-    batch_size: int = 32
-    lr: float = 1e-4
-    wd: float = 0.0
-    epochs: int = 15
-    patience: int | None = 3
-    lambda_gan: float = 0.001
-    lambda_at: float = 1.0
-    lambda_pair: float = 0.1
-    r_minus: float = 0.1
-    r_plus: float = 18.0
-    metric: bool = True
-    transfer: bool = True
-    gan: bool = True
-    n_critic: int = 1
-    critic_lr: float = 1e-4
-    gp_weight: float = 10.0
-    mixed_precision: str | None = "bf16"
-    channels_last: bool = True
-    compile: bool = False
-    seed: int = 0
-    stem: str | None = None
-    self_blend: bool = False
-    items_per_epoch: int = 512
-    lq_codec: str = "jpeg"
-    schedule: str = "constant"
-    reduction: str = "mean"
-
-    PRESETS = {
-        # Sec. 4.2: "XceptionNet pre-trained on ImageNet ... for both two branches".
-        "paper": dict(pretrained=True),
-        # Sized for two CPU cores and no pretrained weights (see Chapter 7): a small RegNet cut so that the heads keep
-        # a 16x16 map at 128 px, a fixed high-pass stem, fakes made on the fly from real faces, one-cycle Adam, no
-        # critic (its gradient penalty costs a second backward pass, for a term weighted 0.001; `make bench`).
-        "demo": dict(
-            backbone="regnetx_002",
-            split="s3",
-            size=128,
-            batch_size=32,
-            lr=3e-3,
-            epochs=4,
-            patience=None,
-            gan=False,
-            stem="highpass",
-            self_blend=True,
-            items_per_epoch=2560,
-            schedule="one_cycle",
-        ),
-    }
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> TrainConfig:
-        """``"paper"`` (the defaults with ImageNet weights) or ``"demo"`` (the CPU recipe of the book).
-
-        See :attr:`PRESETS`. ``weights=`` among the overrides replaces a preset's download with a local file.
-        """
-        if name not in cls.PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {sorted(cls.PRESETS)}")
-        settings = {**cls.PRESETS[name], **overrides}
-        if overrides.get("weights") is not None and "pretrained" not in overrides:
-            settings["pretrained"] = False
-        return cls(**settings)
-
-    def __post_init__(self):
-        """Check every setting when the config is made, so that a bad value fails here, by name, not mid-run."""
-        for name, minimum in (("size", 16), ("batch_size", 1), ("epochs", 1), ("n_critic", 0), ("items_per_epoch", 1)):
-            _check_whole(name, getattr(self, name), minimum)
-        if self.patience is not None:
-            _check_whole("patience", self.patience, 1, "or None (no early stopping)")
-        for name in ("lr", "critic_lr"):
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive, finite learning rate (e.g. 1e-4), got {value!r}")
-        for name in ("wd", "lambda_gan", "lambda_at", "lambda_pair", "gp_weight", "r_minus", "r_plus"):
-            value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        metric_threshold(self.r_minus, self.r_plus)  # explains radii that are not 0 <= r_minus < r_plus
-        if not timm.is_model(self.backbone):
-            raise ValueError(f"backbone {self.backbone!r} is not a timm model name (e.g. legacy_xception, resnet18)")
-        if self.mixed_precision not in (None, "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be 'bf16', 'fp16' or None, got {self.mixed_precision!r}")
-        if self.pretrained and self.weights is not None:
-            raise ValueError("give pretrained=True or weights=, not both")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.stem is not None and self.stem not in STEMS:
-            raise ValueError(f"stem must be None or one of {STEMS}, got {self.stem!r}")
-        if self.lq_codec not in CODECS:
-            raise ValueError(f"lq_codec must be one of {sorted(CODECS)}, got {self.lq_codec!r}")
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
-
-    @property
-    def threshold(self) -> float:
-        """Decision threshold on ``||c||_2``, ``(r_minus + r_plus) / 2``."""
-        return metric_threshold(self.r_minus, self.r_plus)
-
-    def to_dict(self) -> dict:
-        """Plain dict of all fields (for printing and results JSON)."""
-        return asdict(self)
-
-    def replace(self, **overrides) -> TrainConfig:
-        """A copy with some fields changed; unknown names raise."""
-        unknown = set(overrides) - {f.name for f in fields(self)}
-        if unknown:
-            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
-        return replace(self, **overrides)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_whole(name: str, value, minimum: int, alternative: str = "") -> None:
-    if not (_is_number(value) and float(value).is_integer() and value >= minimum):
-        raise ValueError(
-            f"{name} must be a whole number >= {minimum}{' ' + alternative if alternative else ''}, got {value!r}"
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -433,9 +257,14 @@ def anticompression_learner(
         GPU settings on CUDA. ``learn.train_config`` holds the config.
     """
     config = _config(config, overrides)
+    if config.model != "two-branch":
+        raise ValueError(
+            f"anticompression_learner builds the two-branch model, but the config says model={config.model!r}; "
+            "use antiforge_lib.run.build_learner(dls, config), which builds the model the config names"
+        )
     set_seed(config.seed)
     model = TwoBranchNet(
-        config.backbone, config.split, config.pretrained, config.attention, config.weights, stem=config.stem
+        config.backbone, config.cut, config.pretrained, config.attention, config.weights, stem=config.stem
     )
     own = [LossBreakdown()]
     if config.gan and config.lambda_gan > 0:
@@ -507,12 +336,15 @@ def single_branch_learner(
     Other parameters as :func:`anticompression_learner`; ``config.attention``, ``gan``, ``pair`` and
     ``transfer`` do not apply.
     """
-    config = _config(config, overrides)
+    if head not in ("metric", "ce"):
+        raise ValueError(f"head must be 'metric' or 'ce', got {head!r}")
+    # The arguments name the model; the config records them, so checkpoints and thresholds say what was trained.
+    config = _config(config, overrides).replace(model=f"single-{head}", train_on=train_on, attention=attention)
     set_seed(config.seed)
     model = SingleBranchNet(
-        config.backbone, config.split, head, attention, config.pretrained, config.weights, stem=config.stem
+        config.backbone, config.cut, head, attention, config.pretrained, config.weights, stem=config.stem
     )
-    threshold = decision_threshold(config, ce=head == "ce")
+    threshold = decision_threshold(config)
     names = ("ce",) if head == "ce" else ("metric",)
     names += ("attention", "total") if attention else ("total",)
     own = [SelectInput(train_on), LossBreakdown(names)]

@@ -2,7 +2,7 @@
 
 A timm backbone is cut at a named stage into a *head* (image -> mid-level feature map ``V``) and a *tail*
 (``V`` -> ``d``-dimensional embedding ``C``, global average pooled, no classifier). The paper cuts XceptionNet
-between Block 7 and Block 8 of the middle flow (Sec. 4.2), which is ``split="block8"`` here, in timm's
+between Block 7 and Block 8 of the middle flow (Sec. 4.2), which is ``cut="block8"`` here, in timm's
 ``legacy_xception`` numbering (middle flow = ``block4`` ... ``block11``), as FFD and the authors' code read it.
 In Keras' numbering (middle flow = ``block5`` ... ``block12``) the same words would cut one block earlier.
 
@@ -16,7 +16,7 @@ classifier. :class:`Discriminator` is the critic that sees ``concat(V_H, V_L)`` 
 
 Example
 -------
->>> net = create_model("two_branch", backbone="resnet18", split="layer4")
+>>> net = create_model("two-branch", backbone="resnet18", cut="layer4")
 >>> out = net(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
 >>> out.c_hq.shape, out.m_lq.shape
 (torch.Size([2, 512]), torch.Size([2, 1, 4, 4]))
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ __all__ = [
     "TwoBranchOutput",
     "BranchOutput",
     "split_backbone",
+    "MODELS",
+    "model_kind",
     "param_counts",
     "splitter",
     "create_model",
@@ -173,21 +176,36 @@ def _load_weights(model: nn.Module, weights: str | os.PathLike | Mapping[str, Te
         )
 
 
+def renamed_cut(cut: str, split: str | None, where: str) -> str:
+    """The backbone cut, from the deprecated ``split=`` keyword when a caller still uses it (with a warning)."""
+    if split is None:
+        return cut
+    warnings.warn(
+        f"{where}: 'split' is now called 'cut' (the first backbone stage of the shared tail); pass cut={split!r}",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return split
+
+
 def split_backbone(
     backbone: str = "legacy_xception",
-    split: str = "block8",
+    cut: str = "block8",
     pretrained: bool = False,
     weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
+    *,
+    split: str | None = None,
 ) -> tuple[nn.Sequential, nn.Sequential, int, int]:
-    """Cut a timm model into a head and a tail at the named top-level stage ``split``.
+    """Cut a timm model into a head and a tail at the named top-level stage ``cut``.
 
     Parameters
     ----------
     backbone : str
         timm model name, e.g. ``"legacy_xception"`` (FaceForensics++'s Xception) or ``"resnet18"``.
-    split : str
+    cut : str
         Name of the FIRST child of the timm model that goes to the tail. Xception: ``"block8"`` (head =
-        conv1 ... block7, the paper's cut); resnet18: ``"layer4"`` (head = conv1 ... layer3).
+        conv1 ... block7, the paper's cut); resnet18: ``"layer4"`` (head = conv1 ... layer3). ``split=`` is the
+        old, deprecated name of this argument.
     pretrained : bool
         Download ImageNet weights through timm (needs the network).
     weights : path or state dict, optional
@@ -204,6 +222,7 @@ def split_backbone(
     embed_dim : int
         ``d``, embedding size (2048 for Xception).
     """
+    cut = renamed_cut(cut, split, "split_backbone")
     if not timm.is_model(backbone):
         raise ValueError(f"unknown timm model {backbone!r}")
     if pretrained and weights is not None:
@@ -217,12 +236,12 @@ def split_backbone(
 
     children = list(model.named_children())
     names = [name for name, _ in children]
-    if split not in names or names.index(split) == 0:
-        raise ValueError(f"split={split!r} must name a stage of {backbone!r} other than the first; stages: {names}")
-    cut = names.index(split)
-    head = nn.Sequential(OrderedDict(children[:cut]))
+    if cut not in names or names.index(cut) == 0:
+        raise ValueError(f"cut={cut!r} must name a stage of {backbone!r} other than the first; stages: {names}")
+    at = names.index(cut)
+    head = nn.Sequential(OrderedDict(children[:at]))
     # num_classes=0 leaves the classifier as an Identity; dropping it keeps the printed tail honest.
-    tail = nn.Sequential(OrderedDict((n, m) for n, m in children[cut:] if not isinstance(m, nn.Identity)))
+    tail = nn.Sequential(OrderedDict((n, m) for n, m in children[at:] if not isinstance(m, nn.Identity)))
 
     # Running the children in order must equal timm's own forward, or the cut is meaningless (e.g. models
     # with a functional forward); this also measures C. Eval mode so BatchNorm statistics stay untouched.
@@ -234,9 +253,9 @@ def split_backbone(
             v = head(x)
             same = torch.allclose(tail(v), model(x), atol=1e-5)
     except Exception as err:  # any failure here means the stages do not chain
-        raise ValueError(f"{backbone!r} cannot be split at {split!r}: running its stages in order fails") from err
+        raise ValueError(f"{backbone!r} cannot be cut at {cut!r}: running its stages in order fails") from err
     if not same or v.ndim != 4:
-        raise ValueError(f"{backbone!r}'s forward is not its stages run in order; it cannot be split at {split!r}")
+        raise ValueError(f"{backbone!r}'s forward is not its stages run in order; it cannot be cut at {cut!r}")
     return head, tail, v.shape[1], model.num_features
 
 
@@ -313,9 +332,9 @@ def _check_images(x: Tensor, name: str) -> None:
 class _Branched(nn.Module):
     """Shared construction and per-branch forward of the two nets."""
 
-    def _build(self, backbone, split, pretrained, weights, stem=None) -> nn.Sequential:
-        head, self.tail, self.feature_channels, self.embed_dim = split_backbone(backbone, split, pretrained, weights)
-        self.backbone, self.split, self.stem = backbone, split, stem
+    def _build(self, backbone, cut, pretrained, weights, stem=None) -> nn.Sequential:
+        head, self.tail, self.feature_channels, self.embed_dim = split_backbone(backbone, cut, pretrained, weights)
+        self.backbone, self.cut, self.stem = backbone, cut, stem
         return _with_stem(head, stem)
 
     def _branch(self, head: nn.Module, attention: nn.Module | None, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -333,8 +352,9 @@ class TwoBranchNet(_Branched):
     ----------
     backbone : str, default="legacy_xception"
         timm model name; the paper uses XceptionNet.
-    split : str, default="block8"
+    cut : str, default="block8"
         First stage of the shared tail (see :func:`split_backbone`); the heads get every stage before it.
+        (``split=`` is its old, deprecated name.)
     pretrained : bool, default=False
         Start both heads and the tail from timm's ImageNet weights (downloads; fails fast offline).
     attention : bool, default=True
@@ -348,7 +368,7 @@ class TwoBranchNet(_Branched):
     Attributes
     ----------
     head_hq, head_lq : nn.Sequential
-        Backbone stages before ``split`` (after the stem, if any); separate parameters, same initial values (both
+        Backbone stages before ``cut`` (after the stem, if any); separate parameters, same initial values (both
         start from the backbone, as in the paper). Images (B, 3, H, W) -> V (B, C, h, w).
     attention_hq, attention_lq : nn.Sequential or None
         3x3 conv C -> 1 then Sigmoid: V -> M (B, 1, h, w) in [0, 1].
@@ -363,14 +383,16 @@ class TwoBranchNet(_Branched):
     def __init__(
         self,
         backbone: str = "legacy_xception",
-        split: str = "block8",
+        cut: str = "block8",
         pretrained: bool = False,
         attention: bool = True,
         weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
         stem: str | None = None,
+        *,
+        split: str | None = None,
     ):
         super().__init__()
-        self.head_hq = self._build(backbone, split, pretrained, weights, stem)
+        self.head_hq = self._build(backbone, renamed_cut(cut, split, "TwoBranchNet"), pretrained, weights, stem)
         self.head_lq = copy.deepcopy(self.head_hq)
         self.attention_hq = _attention_layer(self.feature_channels) if attention else None
         self.attention_lq = _attention_layer(self.feature_channels) if attention else None
@@ -413,7 +435,7 @@ class SingleBranchNet(_Branched):
 
     Parameters
     ----------
-    backbone, split, pretrained, weights, stem
+    backbone, cut, pretrained, weights, stem
         As in :class:`TwoBranchNet`.
     head : {"metric", "ce"}, default="metric"
         ``"metric"``: output the embedding only (for the metric loss, eq. 6). ``"ce"``: add a Linear(d, 2)
@@ -435,18 +457,20 @@ class SingleBranchNet(_Branched):
     def __init__(
         self,
         backbone: str = "legacy_xception",
-        split: str = "block8",
+        cut: str = "block8",
         head: str = "metric",
         attention: bool = False,
         pretrained: bool = False,
         weights: str | os.PathLike | Mapping[str, Tensor] | None = None,
         stem: str | None = None,
+        *,
+        split: str | None = None,
     ):
         if head not in ("metric", "ce"):
             raise ValueError(f"head must be 'metric' or 'ce', got {head!r}")
         super().__init__()
         self.head_type = head
-        self.head = self._build(backbone, split, pretrained, weights, stem)
+        self.head = self._build(backbone, renamed_cut(cut, split, "SingleBranchNet"), pretrained, weights, stem)
         self.attention = _attention_layer(self.feature_channels) if attention else None
         self.classifier = nn.Linear(self.embed_dim, 2) if head == "ce" else None
 
@@ -536,11 +560,31 @@ def splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     return [front, [p for p in model.parameters() if id(p) not in seen]]
 
 
-_MODELS = {"two_branch": TwoBranchNet, "single_branch": SingleBranchNet}
+#: The model kinds, one spelling everywhere: ``TrainConfig.model``, checkpoints, the CLI's ``--model`` and results.
+MODELS = ("two-branch", "single-ce", "single-metric")
+_OLD_NAMES = {"two_branch": "two-branch", "single_branch": None}  # spellings before MODELS; None: head= decides
+
+
+def model_kind(model: nn.Module) -> str:
+    """The kind of a net of this module, one of :data:`MODELS`."""
+    if isinstance(model, TwoBranchNet) or hasattr(model, "forward_lq"):
+        return "two-branch"
+    return "single-ce" if getattr(model, "classifier", None) is not None else "single-metric"
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a net by name (timm-style): ``"two_branch"`` or ``"single_branch"``; ``kwargs`` go to the class."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(_MODELS)}")
-    return _MODELS[name](**kwargs)
+    """Build a net by kind (timm-style): one of :data:`MODELS`; ``kwargs`` go to the class.
+
+    ``"two-branch"`` is :class:`TwoBranchNet`; ``"single-ce"`` and ``"single-metric"`` are :class:`SingleBranchNet`
+    with ``head="ce"`` or ``"metric"``. The old names ``"two_branch"`` and ``"single_branch"`` still work, with a
+    warning.
+    """
+    if name in _OLD_NAMES:
+        new = _OLD_NAMES[name] or f"single-{kwargs.pop('head', 'metric')}"
+        warnings.warn(f"create_model({name!r}) is now create_model({new!r})", FutureWarning, stacklevel=2)
+        name = new
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    if name == "two-branch":
+        return TwoBranchNet(**kwargs)
+    return SingleBranchNet(head=name.removeprefix("single-"), **kwargs)

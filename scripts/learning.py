@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from antiforge_lib.callbacks import ScoreEachEpoch
 from antiforge_lib.cli import parse_set
-from antiforge_lib.detect import save_detector
+from antiforge_lib.run import export_detector
 from antiforge_lib.learner import TrainConfig, anticompression_learner, fit, make_dataloaders
 from antiforge_lib.metrics import FewNegativesWarning, evaluate
 from antiforge_lib.pairs import prepare_pairs
@@ -59,7 +59,7 @@ def run_seed(index, seed: int, epochs: int | None, workers: int | None, override
         fit(learn, epochs)
     seconds = time.perf_counter() - t0
     if out is not None:
-        save_detector(learn.model, cfg, out / f"seed{seed}" / "detector.pth", epoch=len(score.rows) - 2)
+        export_detector(learn.model, cfg, out / f"seed{seed}" / "detector.pth", epoch=len(score.rows) - 2)
     first, last = score.rows[0], score.rows[-1]
     record = {
         "seed": seed,

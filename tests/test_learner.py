@@ -52,7 +52,7 @@ def tiny_dls(n=16, bs=8, seed=0):
 
 def demo(**overrides):
     """A small two-branch config with the paper's method switches (critic on, constant Adam) for fast tests."""
-    small = dict(backbone="resnet18", split="layer3", size=SIZE, batch_size=8, lr=1e-3, epochs=2, patience=None)
+    small = dict(backbone="resnet18", cut="layer3", size=SIZE, batch_size=8, lr=1e-3, epochs=2, patience=None)
     return TrainConfig(**{**small, **overrides})
 
 
@@ -87,7 +87,8 @@ def fitted():
 
 def test_config_defaults_are_the_papers_and_the_paper_preset_adds_imagenet():
     c = TrainConfig()
-    assert (c.backbone, c.split, c.size, c.batch_size, c.lr) == ("legacy_xception", "block8", 299, 32, 1e-4)
+    assert (c.backbone, c.cut, c.size, c.batch_size, c.lr) == ("legacy_xception", "block8", 299, 32, 1e-4)
+    assert (c.model, c.train_on) == ("two-branch", "lq")
     assert (c.lambda_gan, c.lambda_at, c.lambda_pair) == (0.001, 1.0, 0.1)
     assert (c.r_minus, c.r_plus) == (0.1, 18.0)
     assert c.threshold == pytest.approx(9.05)
@@ -127,6 +128,9 @@ def test_config_defaults_are_the_papers_and_the_paper_preset_adds_imagenet():
         dict(backbone="nonet"),
         dict(mixed_precision="fp8"),
         dict(items_per_epoch=0),
+        dict(model="two_branch"),
+        dict(train_on="c40"),
+        dict(train_on="both", model="single-ce"),
     ],
     ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()),
 )
@@ -136,6 +140,18 @@ def test_config_rejects_bad_values_by_name(bad):
         TrainConfig(**bad)
     with pytest.raises(ValueError, match=name):  # replace() goes through the same checks
         TrainConfig().replace(**bad)
+
+
+def test_config_from_an_old_record_reads_split_as_cut_and_defaults_what_it_lacks():
+    old = {k: v for k, v in TrainConfig.preset("demo").to_dict().items() if k not in ("cut", "model", "train_on")}
+    old.update(split="s3", pairs="data/pairs/x")  # the name before `cut`, and a key that is not a setting
+    assert TrainConfig.from_dict(old) == TrainConfig.preset("demo")
+    with pytest.warns(FutureWarning, match="pass cut='layer3'"):
+        assert TrainConfig(split="layer3").cut == "layer3"
+    with pytest.warns(FutureWarning, match="cut"):
+        assert TrainConfig(cut="layer2").split == "layer2"
+    with pytest.raises(ValueError, match="train_on applies to the single-branch"):
+        TrainConfig(train_on="hq")
 
 
 def test_config_overrides_and_demo_preset():

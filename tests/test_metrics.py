@@ -287,7 +287,7 @@ def _loader(ds, **kw):
 @pytest.fixture(scope="module")
 def two_branch():
     torch.manual_seed(0)
-    return TwoBranchNet("resnet18", split="layer3")
+    return TwoBranchNet("resnet18", cut="layer3")
 
 
 COLUMNS = ["ACC", "AUC", "TAR@0.1%", "TAR@0.01%", "PBCA", "video_AUC", "n_real", "n_fake"]
@@ -351,7 +351,7 @@ def test_evaluate_warns_about_few_reals(two_branch):
 @pytest.mark.filterwarnings("ignore::antiforge_lib.metrics.FewNegativesWarning")
 def test_evaluate_single_branch_ce():
     torch.manual_seed(0)
-    net = SingleBranchNet("resnet18", split="layer3", head="ce")
+    net = SingleBranchNet("resnet18", cut="layer3", head="ce")
     ds = _Pairs()
     df, sc = M.evaluate(net, _loader(ds), return_scores=True)
     row = df.iloc[0]

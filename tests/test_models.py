@@ -15,6 +15,7 @@ from torch import nn
 
 from antiforge_lib import _hub
 from antiforge_lib.models import (
+    MODELS,
     BranchOutput,
     Discriminator,
     HighPass,
@@ -22,6 +23,7 @@ from antiforge_lib.models import (
     TwoBranchNet,
     TwoBranchOutput,
     create_model,
+    model_kind,
     param_counts,
     splitter,
 )
@@ -32,7 +34,7 @@ XCEPTION_HEAD = ["conv1", "bn1", "act1", "conv2", "bn2", "act2"] + [f"block{i}" 
 @pytest.fixture(scope="module")
 def xception():
     torch.manual_seed(0)
-    return TwoBranchNet("legacy_xception", split="block8").eval()
+    return TwoBranchNet("legacy_xception", cut="block8").eval()
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def _sub_state(state, names):
 
 def _resnet18(**kw):
     torch.manual_seed(0)
-    return TwoBranchNet("resnet18", split="layer4", **kw)
+    return TwoBranchNet("resnet18", cut="layer4", **kw)
 
 
 # ------------------------------------------------------------------------------------------------ shapes
@@ -118,7 +120,7 @@ def test_resnet18_shapes_follow_timm():
 
 
 def test_split_reproduces_timm_model(xception_ref):
-    net = TwoBranchNet("legacy_xception", split="block8", attention=False).eval()
+    net = TwoBranchNet("legacy_xception", cut="block8", attention=False).eval()
     state = xception_ref.state_dict()
     net.head_hq.load_state_dict(_sub_state(state, XCEPTION_HEAD))
     net.tail.load_state_dict(_sub_state(state, [n for n, _ in xception_ref.named_children() if n not in XCEPTION_HEAD]))
@@ -203,8 +205,8 @@ def test_splitter_groups_heads_and_tail():
 
 def test_single_branch():
     torch.manual_seed(0)
-    ce = SingleBranchNet("resnet18", split="layer4", head="ce", attention=True).eval()
-    metric = SingleBranchNet("resnet18", split="layer4", head="metric")
+    ce = SingleBranchNet("resnet18", cut="layer4", head="ce", attention=True).eval()
+    metric = SingleBranchNet("resnet18", cut="layer4", head="metric")
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         out = ce(x)
@@ -217,14 +219,29 @@ def test_single_branch():
     assert counts["head"] == param_counts(_resnet18())["head_hq"]
     assert counts["classifier"] == 512 * 2 + 2 and param_counts(metric)["classifier"] == 0
     with pytest.raises(ValueError, match="'metric' or 'ce'"):
-        SingleBranchNet("resnet18", split="layer4", head="softmax")
+        SingleBranchNet("resnet18", cut="layer4", head="softmax")
 
 
-def test_factory():
-    assert isinstance(create_model("single_branch", backbone="resnet18", split="layer4"), SingleBranchNet)
-    assert isinstance(create_model("two_branch", backbone="resnet18", split="layer4"), TwoBranchNet)
-    with pytest.raises(ValueError, match="two_branch"):
-        create_model("three_branch")
+def test_factory_speaks_the_one_model_vocabulary():
+    for kind in MODELS:
+        net = create_model(kind, backbone="resnet18", cut="layer4")
+        assert model_kind(net) == kind, kind
+        assert isinstance(net, TwoBranchNet if kind == "two-branch" else SingleBranchNet)
+    with pytest.raises(ValueError, match="two-branch"):
+        create_model("three-branch")
+    # the spellings before MODELS still build the same nets, with a warning
+    with pytest.warns(FutureWarning, match="two-branch"):
+        assert isinstance(create_model("two_branch", backbone="resnet18", cut="layer4"), TwoBranchNet)
+    with pytest.warns(FutureWarning, match="single-ce"):
+        assert model_kind(create_model("single_branch", backbone="resnet18", cut="layer4", head="ce")) == "single-ce"
+
+
+def test_split_is_the_old_name_of_cut():
+    with pytest.warns(FutureWarning, match="pass cut='layer4'"):
+        old = TwoBranchNet("resnet18", split="layer4")
+    new = TwoBranchNet("resnet18", cut="layer4")
+    assert old.cut == new.cut == "layer4"
+    assert [n for n, _ in old.head_hq.named_children()] == [n for n, _ in new.head_hq.named_children()]
 
 
 # ------------------------------------------------------------------------------------------------ discriminator
@@ -275,7 +292,7 @@ def test_param_counts_match_timm(xception, xception_ref):
 
 def test_input_validation():
     with pytest.raises(ValueError, match=r"stages: \['conv1'.*'layer4'"):
-        TwoBranchNet("resnet18", split="layer5")
+        TwoBranchNet("resnet18", cut="layer5")
     with pytest.raises(ValueError, match="other than the first"):
         TwoBranchNet("resnet18", split="conv1")
     with pytest.raises(ValueError, match="unknown timm model"):
@@ -305,7 +322,7 @@ def resnet18_file(tmp_path_factory):
 
 def test_weights_from_local_file(resnet18_file):
     path, ref = resnet18_file
-    net = TwoBranchNet("resnet18", split="layer4", attention=False, weights=path).eval()
+    net = TwoBranchNet("resnet18", cut="layer4", attention=False, weights=path).eval()
     state = ref.state_dict()
     for prefix, module in [("head_hq.", net.head_hq), ("head_lq.", net.head_lq), ("tail.", net.tail)]:
         for name, value in module.state_dict().items():
@@ -322,9 +339,9 @@ def test_bad_weights_are_rejected(resnet18_file, tmp_path):
     state = torch.load(path, weights_only=True)
     del state["layer2.0.conv1.weight"]
     with pytest.raises(ValueError, match=r"missing keys \['layer2.0.conv1.weight'\]"):
-        TwoBranchNet("resnet18", split="layer4", weights=state)
+        TwoBranchNet("resnet18", cut="layer4", weights=state)
     with pytest.raises(ValueError, match="not both"):
-        TwoBranchNet("resnet18", split="layer4", pretrained=True, weights=path)
+        TwoBranchNet("resnet18", cut="layer4", pretrained=True, weights=path)
 
 
 def test_pretrained_offline_fails_fast_without_download(no_download):
@@ -338,7 +355,7 @@ def test_pretrained_offline_fails_fast_without_download(no_download):
     assert time.perf_counter() - start < 2
     assert "github.com" in str(info.value)  # timm's source of the Xception weights
     with pytest.raises(RuntimeError, match="huggingface.co.*HF_HUB_OFFLINE=1"):  # resnet18's come from the hub
-        SingleBranchNet("resnet18", split="layer4", pretrained=True)
+        SingleBranchNet("resnet18", cut="layer4", pretrained=True)
 
 
 def test_cached_url_weights_skip_the_probe(no_download, tmp_path):

@@ -249,7 +249,7 @@ def test_a_split_that_loses_a_class_is_named(tree, tmp_path, monkeypatch):
     from antiforge_lib.learner import TrainConfig, make_dataloaders
 
     with pytest.raises(ValueError, match="'val' split of the pair index has no real pairs"):
-        make_dataloaders(index, TrainConfig(backbone="resnet18", split="layer4", size=32), num_workers=0)
+        make_dataloaders(index, TrainConfig(backbone="resnet18", cut="layer4", size=32), num_workers=0)
 
 
 def test_cache_refuses_other_arguments(tree, tmp_path):

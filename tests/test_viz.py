@@ -43,7 +43,7 @@ def ds():
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return TwoBranchNet("resnet18", split="layer3")
+    return TwoBranchNet("resnet18", cut="layer3")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_collect_embeddings_max_items_and_no_images(net, ds, emb):
 
 def test_collect_embeddings_single_branch(ds):
     torch.manual_seed(0)
-    single = SingleBranchNet("resnet18", split="layer3", head="ce", attention=True)
+    single = SingleBranchNet("resnet18", cut="layer3", head="ce", attention=True)
     out = viz.collect_embeddings(single, torch.utils.data.DataLoader(ds, batch_size=6), keep_images=True)
     assert not {"c_hq", "norm_hq", "m_hq", "hq"} & set(out)
     assert out["c_lq"].shape == (N, single.embed_dim) and out["m_lq"].shape == (N, 4, 4)

@@ -18,7 +18,7 @@ def check_branch_forward(fn, seed: int = 0) -> bool:
     from ..models import TwoBranchNet
 
     torch.manual_seed(seed)
-    net = TwoBranchNet("resnet18", split="layer4").eval()
+    net = TwoBranchNet("resnet18", cut="layer4").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = net(x, x)
@@ -64,7 +64,7 @@ def check_gradient_reach(fn, seed: int = 0) -> bool:
     from ..models import TwoBranchNet
 
     torch.manual_seed(seed)
-    net = TwoBranchNet("resnet18", split="layer4")
+    net = TwoBranchNet("resnet18", cut="layer4")
     x_hq, x_lq = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     for output in ("c_hq", "c_lq"):
         got, err = _call(fn, output)
