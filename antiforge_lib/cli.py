@@ -191,6 +191,7 @@ _CLI_WORDS = [
     (re.compile(r"pass weights='([^']*)' \(and pretrained=False\)"), r"pass --set weights=\1"),
     (re.compile(r"\(workers=1\)"), "(--workers 1)"),
     (re.compile(r"use another run folder"), "use another --out"),
+    (re.compile(r"\brun folder (\S+) is in use"), r"--out \1 is in use"),
 ]
 
 

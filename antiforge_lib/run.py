@@ -271,7 +271,7 @@ def fit_run(
         raise NotADirectoryError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     # One run per folder: a second run (or a resume) into it while this one lives is refused at once, by name.
-    with exclusive_lock(out / ".lock", wait=False, what=str(out)):
+    with exclusive_lock(out / ".lock", wait=False, what=f"run folder {out}"):
         return _fit_locked(pairs, out, config, workers, device, progress, on_start)
 
 

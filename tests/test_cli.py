@@ -374,7 +374,7 @@ def test_paper_preset_needs_imagenet_weights_and_says_how_to_go_without(cache, o
     # --set weights= replaces the preset's download with a local state dict: the run needs no network.
     state = tmp_path / "resnet18.pth"
     torch.save(models.timm.create_model("resnet18", num_classes=0).state_dict(), state)
-    small = ["--set", "backbone=resnet18", "--set", "split=layer4", "--set", "size=32", "--set", "batch_size=4"]
+    small = ["--set", "backbone=resnet18", "--set", "cut=layer4", "--set", "size=32", "--set", "batch_size=4"]
     rc, out, err = run([*argv[:4], tmp_path / "local", *argv[5:], *small, "--set", f"weights={state}",
                         "--epochs", "1", "--results", tmp_path / "local.json"], capsys)  # fmt: skip
     assert rc == 0, err

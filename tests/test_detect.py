@@ -231,6 +231,6 @@ def test_load_detector_errors_name_the_file(tmp_path, single):
     with pytest.raises(ValueError, match="do not fit"):
         load_detector(wrong)
     mislabelled = tmp_path / "mislabelled.pth"
-    _save(mislabelled, single, {"backbone": "resnet18", "split": "layer3", "model": "two-branch"})
-    with pytest.raises(ValueError, match="config says model 'two-branch'"):
+    _save(mislabelled, single, {"backbone": "resnet18", "cut": "layer3", "model": "two-branch"})
+    with pytest.raises(ValueError, match="do not fit a two-branch resnet18/layer3 net"):
         load_detector(mislabelled)
