@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         parents=[common],
         help="build a pair cache (HQ/LQ/mask face crops) from FaceForensics++ or the embedded sample",
-        description="Crop pixel-aligned HQ/LQ/mask face pairs (antiforge_lib.pairs.prepare_pairs).",
+        description="Crop pixel-aligned HQ/LQ/mask face pairs (antiforge_lib.data.pairs.prepare_pairs).",
     )
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--sample", action="store_true", help="build the embedded mini FaceForensics++ and use it")
@@ -380,8 +380,9 @@ def _check_weights_file(cfg) -> None:
 
 
 def _cmd_prepare(args, argv) -> int:
-    from .pairs import prepare_faces, prepare_pairs
-    from .sample_ffpp import build_sample_ffpp, default_sample_root
+    from .data.pairs import prepare_faces, prepare_pairs
+    from .data.sample import build_sample_ffpp, default_sample_root
+    from .samples import sample_pairs_dir
 
     frames = args.frames if args.frames is not None else (16 if args.sample else 48 if args.videos else 270)
     size = args.size if args.size is not None else (299 if args.root else 128)
@@ -394,7 +395,7 @@ def _cmd_prepare(args, argv) -> int:
         raise CLIError("--val goes with --videos")
     if args.sample:
         root = Path(args.sample_root) if args.sample_root else default_sample_root()
-        out = Path(args.out) if args.out else root.parent / "pairs" / f"sample_{args.hq}_{args.lq}_{frames}f_{size}px"
+        out = Path(args.out) if args.out else sample_pairs_dir(size, frames, args.hq, args.lq, root)
     else:
         if args.sample_root:
             raise CLIError("--sample-root goes with --sample")
@@ -599,10 +600,10 @@ def _train_in(args, argv, cfg, device, pairs: Path, out: Path) -> int:
         print(f"resuming {ckpt_path} after epoch {start - 1} ({state})", flush=True)
 
     from .callbacks import EpochHistory, resume
+    from .data.index import load_index
     from .detect import save_detector
     from .learner import anticompression_learner, make_dataloaders, single_branch_learner
     from .metrics import FewNegativesWarning, decision_threshold, evaluate
-    from .pairs import load_index
 
     index = load_index(pairs)
     out.mkdir(parents=True, exist_ok=True)
@@ -686,10 +687,10 @@ def _cmd_evaluate(args, argv) -> int:
 
     import torch
 
-    from .data import PairedFaces
+    from .data.index import load_index
+    from .data.loaders import PairedFaces
     from .detect import load_detector
     from .metrics import decision_threshold, evaluate
-    from .pairs import load_index
 
     device = _device(args.device, args.threads)
     model, ckpt_config = load_detector(args.checkpoint, device=device)
@@ -810,8 +811,8 @@ def _main(argv: list[str] | None) -> int:
         msg = _exc_message(e)
     except RuntimeError as e:
         from .callbacks import TrainingDiverged
+        from .data.pairs import WorkerDied
         from .models import PretrainedWeightsUnavailable
-        from .pairs import WorkerDied
 
         hints = {
             PretrainedWeightsUnavailable: "Or --set pretrained=false to start from scratch.",

@@ -43,7 +43,7 @@ from .callbacks import (
     StopOnDivergence,
     plot_loss_breakdown,
 )
-from .data import pair_dataloaders, self_blend_dataloaders
+from .data.loaders import pair_dataloaders, self_blend_dataloaders
 from .losses import REDUCTIONS, AntiCompressionLoss, attention_loss, metric_loss
 from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold, metric_threshold
 from .models import STEMS, SingleBranchNet, TwoBranchNet, splitter

@@ -1,4 +1,5 @@
-"""Face boxes for cropping: detection, the x1.3 square box, smoothing, clamping.
+"""Face boxes for cropping: detection, the x1.3 square box, smoothing, clamping; and :func:`face_crops`, the one
+pipeline that puts them together for the pair cache and for the detector.
 
 FaceForensics++ cropped faces with dlib's HOG frontal-face detector; so do we
 (``dlib-bin`` ships the detector inside its wheel, no download). Boxes are
@@ -11,7 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["detect_face", "square_box", "smooth_boxes", "clamp_box", "crop_box"]
+from .video import iter_video
+
+__all__ = ["detect_face", "square_box", "smooth_boxes", "clamp_box", "crop_box", "face_crops"]
 
 
 @lru_cache(maxsize=1)
@@ -87,3 +90,55 @@ def crop_box(frame: np.ndarray, box) -> np.ndarray:
     """``frame[y0:y1, x0:x1]`` for an integer box inside the frame."""
     x0, y0, x1, y1 = box
     return frame[y0:y1, x0:x1]
+
+
+def _frames(video, indices):
+    """``(n, frame)`` for frame numbers ``indices`` (all if None) of a video file, or of an array ``(T, H, W, 3)``."""
+    if isinstance(video, np.ndarray):
+        return ((int(n), video[n]) for n in (range(len(video)) if indices is None else indices))
+    return iter_video(video, indices)
+
+
+def face_crops(videos, indices=None, scale: float = 1.3, smooth: int = 5):
+    """Crop the face out of frames ``indices`` of one or more videos that show the same frames (HQ, LQ, mask).
+
+    The one face-crop pipeline, of the pair cache (:func:`~antiforge_lib.data.pairs.prepare_pairs`) and of the
+    detector (:func:`antiforge_lib.detect.detect`), in two passes that hold one decoded frame at a time:
+
+    1. on each frame of ``videos[0]``, the largest face (:func:`detect_face`), squared and enlarged ``scale`` times
+       on its centre (:func:`square_box`); the boxes are then averaged over ``smooth`` neighbouring sampled frames
+       (:func:`smooth_boxes`), so that the crop does not jitter;
+    2. every video decoded again, in lockstep: each frame's box, clamped inside the frame (:func:`clamp_box`), cuts
+       the same square out of every video, so that the crops stay pixel-aligned.
+
+    Parameters
+    ----------
+    videos : sequence of video paths or of uint8 RGB arrays ``(T, H, W, 3)``
+        The same frames at the same size in each (e.g. FF++'s c23, c40 and mask videos of one clip); faces are
+        found on the first. An image is a one-frame array, ``image[None]``.
+    indices : increasing frame numbers (0-based), optional
+        The frames to crop; default all.
+    scale : float
+        Box enlargement, 1.3 as FaceForensics++.
+    smooth : int
+        Smoothing window, in sampled frames.
+
+    Yields
+    ------
+    ``(n, box, crops)`` per frame, in order: ``n`` the frame number; ``box`` the integer ``(x0, y0, x1, y1)`` in
+    pixels of the frame, or None where no face was found; ``crops`` a tuple of uint8 arrays ``(s, s, 3)`` (copies,
+    ``s = x1 - x0``), one per video, or None with no face. Reading errors
+    (:class:`~antiforge_lib.data.video.VideoError`) are raised as they occur.
+    """
+    boxes = []
+    for _, frame in _frames(videos[0], indices):
+        found = detect_face(frame)
+        boxes.append((np.nan,) * 4 if found is None else square_box(found, scale))
+    boxes = smooth_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), smooth)
+    for j, frames in enumerate(zip(*(_frames(v, indices) for v in videos), strict=True)):
+        n, first = frames[0]
+        if np.isnan(boxes[j]).any():
+            yield int(n), None, None
+            continue
+        box = clamp_box(boxes[j], *first.shape[:2])
+        yield int(n), box, tuple(np.ascontiguousarray(crop_box(frame, box)) for _, frame in frames)

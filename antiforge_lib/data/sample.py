@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..provenance import atomic_write, exclusive_lock
+from ..samples import checkout_data
+from ..self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .faces import detect_face, smooth_boxes
-from .provenance import atomic_write, exclusive_lock
-from .samples import checkout_data
-from .self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .video import encode_video, iter_video
 
 __all__ = [
@@ -274,7 +274,7 @@ def _fake_clips(job) -> str:
 def build_sample_ffpp(root=None, media_dir=None, frames: int = FRAMES, seed: int = 0, progress: bool = True) -> Path:
     """Build the embedded mini FaceForensics++ under ``root`` (idempotent).
 
-    Layout and splits as FF++ (see :mod:`antiforge_lib.ffpp`): 12 real clips
+    Layout and splits as FF++ (see :mod:`antiforge_lib.data.layout`): 12 real clips
     of 6 identities, 2 methods (``SelfBlend``, ``MouthSwap``), 36 videos at
     each of c0, c23, c40, plus 24 mask videos, and ``splits/{train,val,test}.json``.
     A second call with the same arguments returns at once. Returns ``root``.
@@ -326,7 +326,7 @@ def _build(root: Path, recipe: dict, media_dir, frames: int, seed: int, progress
 def _main(argv=None):
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m antiforge_lib.sample_ffpp", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m antiforge_lib.data.sample", description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["fetch", "build"], help="fetch the source media, or build the dataset")
     ap.add_argument("--root", default=None, help="dataset folder (default: data/sample_ffpp in a clone)")
     args = ap.parse_args(argv)

@@ -30,11 +30,11 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
-from .ffpp import FFPPLayout, Video
-from .pair_index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
-from .provenance import atomic_write, exclusive_lock
-from .video import VideoError, iter_video, video_info
+from ..provenance import atomic_write, exclusive_lock
+from .faces import face_crops
+from .index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
+from .layout import FFPPLayout, Video
+from .video import VideoError, video_info
 
 __all__ = ["prepare_pairs", "prepare_faces", "load_index", "frame_indices", "INDEX_COLUMNS", "VIDEO_SUFFIXES"]
 
@@ -99,32 +99,19 @@ def _process_video(args) -> dict:
     if len(set(shapes.values())) > 1:
         result["skipped"] = "frame count or size differs: " + ", ".join(f"{k} {v}" for k, v in shapes.items())
         return result
-    n, h, w = shapes["hq"]
-    idx = frame_indices(n, cfg["frames_per_video"])
-
-    # Pass 1: boxes on the HQ frames, one frame in memory at a time.
-    boxes = np.full((len(idx), 4), np.nan)
+    idx = frame_indices(shapes["hq"][0], cfg["frames_per_video"])
+    size = cfg["size"]
     try:
-        for j, (_, frame) in enumerate(iter_video(paths["hq"], idx)):
-            found = detect_face(frame)
-            if found is not None:
-                boxes[j] = square_box(found, cfg["scale"])
-        boxes = smooth_boxes(boxes, cfg["smooth"])
-
-        # Pass 2: the same box crops HQ, LQ and mask, decoded in lockstep.
-        streams = [iter_video(p, idx) for p in paths.values()]
-        size = cfg["size"]
-        for j, frames in enumerate(zip(*streams, strict=True)):
-            fno = int(frames[0][0])
-            if np.isnan(boxes[j]).any():
+        # The face is found on the HQ frames; its box crops HQ, LQ and mask alike (pixel-aligned).
+        for fno, box, arrays in face_crops(list(paths.values()), idx, cfg["scale"], cfg["smooth"]):
+            if box is None:
                 result["no_face"] += 1
                 continue
-            box = clamp_box(boxes[j], h, w)
             row = {"split": video.split, "method": video.method, "video": video.id, "frame": fno}
             row["label"] = video.label
             crops = {}
-            for key, (_, frame) in zip(paths, frames, strict=True):
-                crop = Image.fromarray(crop_box(frame, box))
+            for key, arr in zip(paths, arrays, strict=True):
+                crop = Image.fromarray(arr)
                 if key == "mask":
                     grey = crop.convert("L").resize((size, size), Image.Resampling.BILINEAR)
                     crop = Image.fromarray(((np.asarray(grey) / 255) > MASK_THRESHOLD).astype(np.uint8) * 255)
@@ -240,7 +227,7 @@ def prepare_pairs(
 
     Parameters
     ----------
-    ffpp_root : dataset root (see :class:`antiforge_lib.ffpp.FFPPLayout`).
+    ffpp_root : dataset root (see :class:`antiforge_lib.data.layout.FFPPLayout`).
     out_dir : cache folder; holds ``index.csv``, ``report.json``, ``config.json``
         and ``<method>/<video>/<frame>_{hq,lq,mask}.png``.
     methods : manipulation folders to use (default: all present).

@@ -1,7 +1,7 @@
 """The index of a pair cache (``index.csv``): its columns and its reader.
 
-Kept apart from :mod:`antiforge_lib.pairs` (PyAV, dlib) and :mod:`antiforge_lib.data` (torch) so that reading
-a finished cache imports neither, and ``prepare_pairs``' worker processes start without importing torch.
+Kept apart from :mod:`antiforge_lib.data.pairs` (PyAV, dlib) and :mod:`antiforge_lib.data.loaders` (torch) so that
+reading a finished cache imports neither, and ``prepare_pairs``' worker processes start without importing torch.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ FaceForensics++ (Rössler et al., ICCV 2019) ships, under one root::
 "raw" is the lossless c0 level. The official splits are three JSON lists of
 ``[target, source]`` id pairs (360/70/70 pairs = 720/140/140 videos): a split
 holds the real videos ``TTT`` and ``SSS`` and the fakes ``TTT_SSS`` and ``SSS_TTT``.
-The embedded sample dataset (:mod:`antiforge_lib.sample_ffpp`) uses the same layout.
+The embedded sample dataset (:mod:`antiforge_lib.data.sample`) uses the same layout.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .provenance import atomic_write
+from ..provenance import atomic_write
 
 __all__ = ["SPLITS", "LEVEL_DIRS", "SPLITS_URL", "Video", "FFPPLayout", "load_splits", "LayoutError"]
 
