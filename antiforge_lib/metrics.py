@@ -365,7 +365,8 @@ def _far_column(far: float) -> str:
 
 def video_ids(items: pd.DataFrame) -> np.ndarray:
     """One video id per pair, ``"method/video"`` (FF++ methods share fake ids like "071_054"), from a pair index
-    (``PairedFaces.items``, :func:`~antiforge_lib.pairs.load_index`): what :func:`evaluate`'s ``video_ids`` takes."""
+    (``PairedFaces.items``, :func:`~antiforge_lib.data.index.load_index`): what :func:`evaluate`'s ``video_ids``
+    takes."""
     cols = [c for c in ("method", "video") if c in items.columns]
     return items[cols].astype(str).agg("/".join, axis=1).to_numpy()
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .data import PairedFaces
+from .data.index import load_index
+from .data.loaders import PairedFaces
 from .metrics import FewNegativesWarning, decision_threshold, evaluate, video_ids
 from .models import SingleBranchNet, TwoBranchNet
-from .pairs import load_index
 from .provenance import atomic_write, exclusive_lock, json_safe, read_json, write_json
 
 __all__ = [

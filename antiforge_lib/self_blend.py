@@ -8,7 +8,7 @@ ground-truth mask is exact: the blend weight itself.
 
 - :func:`draw_blend` draws the random settings of one blend (:class:`BlendParams`); :func:`blend_mask` and
   :func:`self_blend` apply them to an image whose face box is known. The embedded sample's ``SelfBlend`` videos
-  (:mod:`antiforge_lib.sample_ffpp`) use these functions with one draw per video.
+  (:mod:`antiforge_lib.data.sample`) use these functions with one draw per video.
 - :func:`compress` passes an image through a real codec (libjpeg through Pillow, or one H.264 frame through
   PyAV), for the LQ partner of a pair.
 - :class:`antiforge_lib.data.SelfBlendedPairs` turns real face crops into an unlimited stream of training pairs
@@ -17,7 +17,7 @@ ground-truth mask is exact: the blend weight itself.
 This module needs numpy, Pillow and PyAV only (no torch), so the sample builder's worker processes start fast.
 
 Conventions: images are uint8 ``(H, W, 3)`` RGB arrays; masks and blend weights float32 ``(H, W)`` in [0, 1];
-boxes ``(x0, y0, x1, y1)`` in pixels, as in :mod:`antiforge_lib.faces`.
+boxes ``(x0, y0, x1, y1)`` in pixels, as in :mod:`antiforge_lib.data.faces`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from PIL import Image, ImageFilter
 __all__ = ["BlendParams", "Blend", "CODECS", "FACE_BOX", "draw_blend", "blend_mask", "alter", "self_blend", "compress"]
 
 #: Where the face sits in a crop of the pair cache, as fractions of its side: the detector's box enlarged x1.3
-#: (:func:`antiforge_lib.faces.square_box`) leaves the face in the central 1/1.3 of the crop.
+#: (:func:`antiforge_lib.data.faces.square_box`) leaves the face in the central 1/1.3 of the crop.
 FACE_BOX = (0.115, 0.115, 0.885, 0.885)
 
 #: Codecs for the LQ image, with the default range of their strength setting: libjpeg's quality (lower is
@@ -216,7 +216,7 @@ def compress(image, codec: str, strength: int) -> np.ndarray:
     if codec == "jpeg":
         return _jpeg(image, strength)
     if codec == "h264":
-        from .video import h264_roundtrip
+        from .data.video import h264_roundtrip
 
         return h264_roundtrip(image[None], int(strength))[0]
     raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")

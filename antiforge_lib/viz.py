@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from .data import denormalize
+from .data.loaders import denormalize
 from .metrics import decision_threshold, scores_from_output
 from .models import evaluating
 

@@ -32,9 +32,9 @@ from common import common_args, fit_steps, interleaved, print_table, quiet_timed
 from provenance import write_results
 
 from antiforge_lib.data import SelfBlendedPairs, pair_dataloaders
+from antiforge_lib.data.pairs import load_index
+from antiforge_lib.data.sample import build_sample_ffpp
 from antiforge_lib.learner import TrainConfig, anticompression_learner
-from antiforge_lib.pairs import load_index
-from antiforge_lib.sample_ffpp import build_sample_ffpp
 
 GOAL_PREPARE = ">= 1.7"
 GOAL_LOADER = ">= 1.5"
@@ -45,7 +45,7 @@ GOAL_LOADER = ">= 1.5"
 # script would make them do; a notebook kernel, `python -c` or `python -m` with a light module do not.
 _PREPARE_CHILD = """
 import json, sys, time
-from antiforge_lib.pairs import prepare_pairs
+from antiforge_lib.data.pairs import prepare_pairs
 root, out, frames, workers, size, methods = sys.argv[1:7]
 t0 = time.perf_counter()
 index = prepare_pairs(root, out, methods=methods.split(",") if methods else None, frames_per_video=int(frames),

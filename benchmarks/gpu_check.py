@@ -30,23 +30,16 @@ def _one(args) -> dict:
     """Train one model for warmup + steps batches and return its figures (runs in a subprocess)."""
     warnings.filterwarnings("ignore")
     from antiforge_lib.data import pair_dataloaders
+    from antiforge_lib.data.index import load_index
     from antiforge_lib.learner import TrainConfig, anticompression_learner, single_branch_learner
-    from antiforge_lib.pair_index import load_index
 
     cuda = torch.cuda.is_available()
     if args.index:  # a finished cache: no PyAV or dlib needed (e.g. shipped to a GPU box)
         index = load_index(args.index)
     else:
-        from antiforge_lib.pairs import prepare_pairs
-        from antiforge_lib.sample_ffpp import build_sample_ffpp, default_sample_root
+        from antiforge_lib.samples import sample_pairs
 
-        index = prepare_pairs(
-            build_sample_ffpp(progress=False),
-            default_sample_root().parent / "pairs" / "sample_c23_c40_16f_128px",
-            frames_per_video=16,
-            size=128,
-            progress=False,
-        )
+        index = sample_pairs(size=128, frames=16)
     cfg = TrainConfig.preset("paper", size=args.size, batch_size=args.batch, backbone=args.backbone, patience=None)
     dls = pair_dataloaders(index, size=cfg.size, bs=cfg.batch_size, num_workers=args.workers)
 

@@ -27,9 +27,8 @@ from antiforge_lib.cli import parse_set
 from antiforge_lib.run import export_detector
 from antiforge_lib.learner import TrainConfig, anticompression_learner, fit, make_dataloaders
 from antiforge_lib.metrics import FewNegativesWarning, evaluate
-from antiforge_lib.pairs import prepare_pairs
 from antiforge_lib.provenance import provenance, write_json
-from antiforge_lib.sample_ffpp import build_sample_ffpp, default_sample_root
+from antiforge_lib.samples import sample_pairs, sample_pairs_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_FRAMES, SAMPLE_SIZE = 16, 128  # the cache `antiforge prepare --sample` builds
@@ -89,8 +88,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FewNegativesWarning)  # the learner's TAR on a few dozen reals
-    cache = default_sample_root().parent / "pairs" / f"sample_c23_c40_{SAMPLE_FRAMES}f_{SAMPLE_SIZE}px"
-    index = prepare_pairs(build_sample_ffpp(), cache, frames_per_video=SAMPLE_FRAMES, size=SAMPLE_SIZE, progress=False)
+    cache = sample_pairs_dir(SAMPLE_SIZE, SAMPLE_FRAMES)
+    index = sample_pairs(SAMPLE_SIZE, SAMPLE_FRAMES)
     overrides = parse_set(args.set)
     records = [run_seed(index, s, args.epochs, args.workers, overrides, args.out) for s in args.seeds]
     gains = [r["val_AUC_gain"] for r in records]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from antiforge_lib.faces import detect_face
-from antiforge_lib.sample_ffpp import self_blend_video
+from antiforge_lib.data.faces import detect_face
+from antiforge_lib.data.sample import self_blend_video
+from antiforge_lib.data.video import encode_video
 from antiforge_lib.samples import face_image
-from antiforge_lib.video import encode_video
 
 SPLITS = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"]]}
 FRAMES = 8

@@ -15,9 +15,9 @@ from ffpp_fixture import write_tree
 
 from antiforge_lib import cli, models
 from antiforge_lib.data import PairedFaces
+from antiforge_lib.data.pairs import load_index
 from antiforge_lib.detect import detect, load_detector
 from antiforge_lib.metrics import evaluate
-from antiforge_lib.pairs import load_index
 from antiforge_lib.samples import sample_path
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -98,14 +98,14 @@ def test_prepare_writes_the_cache_and_its_results(cache):
 def test_prepare_sample_wires_the_defaults(monkeypatch, tmp_path, capsys):
     calls = {}
     monkeypatch.setattr(
-        "antiforge_lib.sample_ffpp.build_sample_ffpp", lambda root, progress: calls.setdefault("root", root)
+        "antiforge_lib.data.sample.build_sample_ffpp", lambda root, progress: calls.setdefault("root", root)
     )
 
     def fake_prepare(root, out, **kw):
         calls.update(out=out, **kw)
         raise ValueError("stop here")
 
-    monkeypatch.setattr("antiforge_lib.pairs.prepare_pairs", fake_prepare)
+    monkeypatch.setattr("antiforge_lib.data.pairs.prepare_pairs", fake_prepare)
     rc, _, err = run(["prepare", "--sample", "--sample-root", tmp_path / "s", "--quiet"], capsys)
     assert rc == 2 and err == "antiforge: error: stop here\n"
     assert calls["root"] == tmp_path / "s" and calls["out"] == tmp_path / "pairs" / "sample_c23_c40_16f_128px"
@@ -116,7 +116,7 @@ def test_prepare_videos_then_train_on_real_faces_alone(tmp_path, capsys):
     # A class's own real videos: crop them, train the demo recipe on self-blends of them, detect with the result.
     from ffpp_fixture import real_clip
 
-    from antiforge_lib.video import encode_video
+    from antiforge_lib.data.video import encode_video
 
     videos = tmp_path / "videos"
     for k in range(3):
@@ -414,7 +414,7 @@ def test_a_results_file_in_use_is_refused(trained, tmp_path, capsys):
 def test_a_dead_prepare_worker_and_ctrl_c_say_what_to_do(tmp_path, monkeypatch, capsys):
     from concurrent.futures.process import BrokenProcessPool
 
-    from antiforge_lib import pairs as P
+    from antiforge_lib.data import pairs as P
 
     class DyingPool:  # what the pool does when the OOM killer takes a worker
         def __init__(self, *args, **kw):

@@ -6,13 +6,13 @@ import torch
 from ffpp_fixture import NO_FACE, real_clip
 from PIL import Image
 
-from antiforge_lib import faces
+from antiforge_lib.data import faces
+from antiforge_lib.data.pairs import frame_indices
+from antiforge_lib.data.sample import default_sample_root
+from antiforge_lib.data.video import encode_video, read_video
 from antiforge_lib.detect import Detection, NoFaceError, detect, load_detector
 from antiforge_lib.models import SingleBranchNet, TwoBranchNet
-from antiforge_lib.pairs import frame_indices
-from antiforge_lib.sample_ffpp import default_sample_root
 from antiforge_lib.samples import sample_path
-from antiforge_lib.video import encode_video, read_video
 
 SIZE = 64
 
@@ -160,7 +160,7 @@ def test_video_with_no_face_anywhere(net, tmp_path):
 def test_sample_ffpp_clip(net):
     clip = default_sample_root() / "manipulated_sequences/SelfBlend/c40/videos/000_001.mp4"
     if not clip.is_file():
-        pytest.skip("the embedded mini FF++ is not built here (python -m antiforge_lib.sample_ffpp build)")
+        pytest.skip("the embedded mini FF++ is not built here (python -m antiforge_lib.data.sample build)")
     res = detect(clip, net, size=SIZE, frames=4)
     numbers, boxes, _ = _expected_video(clip, 4)
     assert [f.frame for f in res.frames] == numbers and [f.box for f in res.frames] == boxes

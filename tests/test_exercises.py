@@ -45,7 +45,7 @@ def test_checks_give_a_verdict_on_unusable_returns(capsys):
 
 
 def test_chapter2_checks_accept_right_and_reject_wrong_answers(capsys):
-    from antiforge_lib import faces, pairs
+    from antiforge_lib.data import faces, pairs
 
     assert exercises.check_face_crop_box(lambda b, h, w: faces.clamp_box(faces.square_box(b, 1.3), h, w))
     assert not exercises.check_face_crop_box(lambda b, h, w: faces.clamp_box(faces.square_box(b, 1.0), h, w))

@@ -17,10 +17,11 @@ from conftest import lock_held_elsewhere
 from ffpp_fixture import FRAMES, real_clip, write_tree
 from PIL import Image
 
-from antiforge_lib import faces, ffpp, pairs
+from antiforge_lib.data import faces, pairs
+from antiforge_lib.data import layout as ffpp
+from antiforge_lib.data.video import encode_video, read_video
 from antiforge_lib.jpeg import psnr
 from antiforge_lib.samples import face_image
-from antiforge_lib.video import encode_video, read_video
 
 # FF++'s own split files: a copy lies in the shared folder beside the clone (not committed here).
 SHARED_SPLITS = Path(
@@ -316,17 +317,35 @@ def test_two_processes_preparing_one_cache_at_once(tree, tmp_path):
 
 def test_pairs_module_and_index_reader_do_not_import_torch():
     # prepare_pairs' and build_sample_ffpp's worker processes import these modules; with torch in its imports each
-    # worker spent ~6 s starting, and 2 workers were no faster than 1 on the embedded sample.
-    import subprocess
-    import sys
-
+    # worker spent ~6 s starting, and 2 workers were no faster than 1 on the embedded sample. The package
+    # antiforge_lib.data re-exports its torch loaders, so this also checks that it does so only on first use.
     code = (
-        "import sys, antiforge_lib.pairs, antiforge_lib.pair_index, antiforge_lib.sample_ffpp; "
-        "import antiforge_lib.self_blend; "
+        "import sys, antiforge_lib.data.layout, antiforge_lib.data.pairs, antiforge_lib.data.index; "
+        "import antiforge_lib.data.sample, antiforge_lib.self_blend, antiforge_lib.samples; "
         "print(sorted(m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_old_module_paths_are_the_same_modules():
+    # Chapter 2's modules moved into antiforge_lib.data; code (and monkeypatching) that names the old paths must
+    # reach the very same module objects.
+    import importlib
+
+    import antiforge_lib.data
+    from antiforge_lib.data import loaders
+
+    moved = {"ffpp": "layout", "video": "video", "faces": "faces", "pairs": "pairs", "pair_index": "index"}
+    moved["sample_ffpp"] = "sample"
+    for old, new in moved.items():
+        assert importlib.import_module(f"antiforge_lib.{old}") is importlib.import_module(f"antiforge_lib.data.{new}")
+    # the lazy re-exports: every class and function the loaders define, and their constants
+    defined = {n for n, v in vars(loaders).items() if getattr(v, "__module__", None) == loaders.__name__}
+    assert {n for n in defined if not n.startswith("_")} <= set(antiforge_lib.data.__all__)
+    assert all(getattr(antiforge_lib.data, name) is getattr(loaders, name) for name in antiforge_lib.data.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        antiforge_lib.data.nothing  # noqa: B018
 
 
 def test_fake_frames_the_manipulation_left_alone_are_not_forgeries(tree, tmp_path):
@@ -422,7 +441,7 @@ def _descendants(pid: int) -> set[int]:
 def test_killing_prepare_ends_its_workers(tree, tmp_path):
     """kill -9 of prepare's main process must not leave its pool running (a real process tree)."""
     code = (
-        "from antiforge_lib import pairs\n"
+        "from antiforge_lib.data import pairs\n"
         f"pairs.prepare_pairs({str(tree)!r}, {str(tmp_path / 'c')!r}, frames_per_video=16, size=32, workers=2, "
         "progress=False)"
     )

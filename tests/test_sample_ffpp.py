@@ -6,8 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from antiforge_lib import ffpp, sample_ffpp
-from antiforge_lib.video import read_video, video_info
+from antiforge_lib.data import layout as ffpp
+from antiforge_lib.data import sample as sample_ffpp
+from antiforge_lib.data.video import read_video, video_info
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def sample(tmp_path_factory):
     media = sample_ffpp.default_media_dir()
     if not all((media / f).is_file() for f in sample_ffpp.MEDIA_FILES):
         pytest.fail(
-            f"source media missing in {media}: `make setup` fetches them (python -m antiforge_lib.sample_ffpp fetch)"
+            f"source media missing in {media}: `make setup` fetches them (python -m antiforge_lib.data.sample fetch)"
         )
     root = tmp_path_factory.mktemp("sample") / "ffpp"
     return sample_ffpp.build_sample_ffpp(root, frames=6, progress=False)

@@ -1,9 +1,9 @@
-"""antiforge_lib.video: PyAV/libx264 round trips checked against the input frames."""
+"""antiforge_lib.data.video: PyAV/libx264 round trips checked against the input frames."""
 
 import numpy as np
 import pytest
 
-from antiforge_lib import video
+from antiforge_lib.data import video
 from antiforge_lib.jpeg import psnr
 from antiforge_lib.samples import face_tensor
 

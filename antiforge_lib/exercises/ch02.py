@@ -16,7 +16,7 @@ def check_face_crop_box(fn, trials: int = 200, seed: int = 0) -> bool:
     1.3 x the box's longer side, on the box's centre, shifted back inside the
     ``height`` x ``width`` image (shrunk only if larger than the image).
     """
-    from ..faces import clamp_box, square_box
+    from ..data.faces import clamp_box, square_box
 
     rng = np.random.default_rng(seed)
     for t in range(trials):
@@ -69,7 +69,7 @@ def check_binarize_mask(fn, seed: int = 0) -> bool:
 def check_frame_indices(fn) -> bool:
     """Exercise 2.3: ``fn(n_frames, k)`` returns ``k`` evenly spaced frame numbers
     from the first to the last frame (all frames when ``k >= n_frames``)."""
-    from ..pairs import frame_indices
+    from ..data.pairs import frame_indices
 
     for n, k in [(10, 4), (270, 270), (300, 270), (5, 9), (1000, 3), (2, 2)]:
         got, err = _call(fn, n, k)

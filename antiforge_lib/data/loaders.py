@@ -1,6 +1,6 @@
 """The paired-face datasets and their fastai loaders.
 
-Each item of the pair index (written by :func:`antiforge_lib.pairs.prepare_pairs`)
+Each item of the pair index (written by :func:`antiforge_lib.data.pairs.prepare_pairs`)
 is one face seen twice -- a high-quality (HQ) crop and its low-quality (LQ),
 more compressed twin -- plus the forgery mask. The paper's two-stream training
 needs both views and the mask to stay aligned, so every random geometric
@@ -29,22 +29,9 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .pair_index import MASK_THRESHOLD
-from .self_blend import CODECS, FACE_BOX, alter, compress, draw_blend, self_blend
-
-__all__ = [
-    "XCEPTION_MEAN",
-    "XCEPTION_STD",
-    "REQUIRED_COLUMNS",
-    "PairedFaces",
-    "pair_dataloaders",
-    "pair_transform",
-    "SelfBlendedPairs",
-    "StreamSampler",
-    "self_blend_dataloaders",
-    "read_image",
-    "denormalize",
-]
+from ..self_blend import CODECS, FACE_BOX, alter, compress, draw_blend, self_blend
+from . import __all__  # noqa: F401 -- listed once, in the package, which re-exports them without importing torch
+from .index import MASK_THRESHOLD
 
 # FaceForensics++ / timm legacy_xception normalisation: maps [0, 1] to [-1, 1].
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -460,9 +447,9 @@ def self_blend_dataloaders(
     """fastai ``DataLoaders`` that train on self-blended pairs made from the "train" split's real crops.
 
     Validation and test are the cached pairs of the "val" and "test" splits, as :func:`pair_dataloaders` serves
-    them; when the "val" split has no fakes (a cache of real faces only, :func:`antiforge_lib.pairs.prepare_faces`),
-    validation is a fixed set made from its real crops instead: each crop once as it is and once self-blended,
-    without augmentation, the same for every epoch and every training seed.
+    them; when the "val" split has no fakes (a cache of real faces only,
+    :func:`antiforge_lib.data.pairs.prepare_faces`), validation is a fixed set made from its real crops instead: each
+    crop once as it is and once self-blended, without augmentation, the same for every epoch and every training seed.
 
     ``length`` is the number of training items per epoch; ``stream`` goes to :class:`SelfBlendedPairs` (``codec``,
     ``strength``, ``p_part``, ``paired``, ...). The cached fakes of the training split are not used. Batches are
