@@ -160,7 +160,7 @@ def bench_stream_codecs(root: Path, tmp: Path, frames: int, reps: int, items: in
 
     s = interleaved({"jpeg": stream_rate("jpeg"), "h264": stream_rate("h264"), "model": model_rate}, reps=reps)
     what = f"SelfBlendedPairs items/s at {cfg.size} px (blend + LQ codec + shared crop/flip, one process)"
-    model = f"demo two-branch training step pairs/s ({cfg.backbone} cut at {cfg.split}, batch {cfg.batch_size})"
+    model = f"demo two-branch training step pairs/s ({cfg.backbone} cut at {cfg.cut}, batch {cfg.batch_size})"
     rows = [
         row("data/stream_jpeg_vs_h264", f"{what}: LQ by libjpeg / LQ by one x264 frame", "jpeg items/s", s["jpeg"],
             "h264 items/s", s["h264"], "items/s", lambda a, b: a / b),
