@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from antiforge_lib._io import write_json
 from antiforge_lib.callbacks import ScoreEachEpoch
 from antiforge_lib.cli import parse_set
 from antiforge_lib.detect import save_detector
 from antiforge_lib.learner import TrainConfig, anticompression_learner, fit, make_dataloaders
 from antiforge_lib.metrics import FewNegativesWarning, evaluate
 from antiforge_lib.pairs import prepare_pairs
-from antiforge_lib.provenance import provenance, write_json
+from antiforge_lib.provenance import provenance
 from antiforge_lib.sample_ffpp import build_sample_ffpp, default_sample_root
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,7 +54,7 @@ def offline(no_download):
 def lock_held_elsewhere(lock_path, seconds: float = 60):
     """A real process holding ``exclusive_lock(lock_path)`` (as a running train or prepare does); yields it."""
     code = (
-        "import time\nfrom antiforge_lib.provenance import exclusive_lock\n"
+        "import time\nfrom antiforge_lib._io import exclusive_lock\n"
         f"with exclusive_lock({str(lock_path)!r}):\n    print('held', flush=True)\n    time.sleep({seconds})"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
