@@ -58,12 +58,13 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ._io import json_safe, read_json, write_json
 from .data.index import load_index
 from .data.layout import MANIPULATIONS
 from .data.loaders import pair_dataloaders
 from .learner import TrainConfig, fit
 from .metrics import decision_threshold, evaluate
-from .provenance import json_safe, provenance, read_json, write_json
+from .provenance import provenance
 from .run import build_learner
 
 __all__ = [

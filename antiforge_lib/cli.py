@@ -30,7 +30,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from .provenance import FolderBusy, exclusive_lock, write_json
+from ._io import FolderBusy, exclusive_lock, write_json
 
 __all__ = ["main", "build_parser", "parse_set", "CLIError"]
 
@@ -584,7 +584,7 @@ def _main(argv: list[str] | None) -> int:
             raise
         msg = _exc_message(e)
     except RuntimeError as e:
-        from .callbacks import TrainingDiverged
+        from .checkpoint import TrainingDiverged
         from .data.pairs import WorkerDied
         from .models import PretrainedWeightsUnavailable
 

@@ -27,18 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .callbacks import (
-    AdversarialAlignment,
-    CheckpointEveryEpoch,
-    EarlyStopping,
-    LossBreakdown,
-    MixedPrecision,
-    SaveBestModel,
-    SelectInput,
-    SetEpoch,
-    StopOnDivergence,
-    plot_loss_breakdown,
-)
+from .callbacks import AdversarialAlignment, LossBreakdown, MixedPrecision, SelectInput, SetEpoch, plot_loss_breakdown
+from .checkpoint import CheckpointEveryEpoch, EarlyStopping, SaveBestModel, StopOnDivergence
 from .config import TrainConfig
 from .data.loaders import pair_dataloaders, self_blend_dataloaders
 from .losses import AntiCompressionLoss, attention_loss, metric_loss

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
+from ._io import atomic_write, exclusive_lock, json_safe, read_json, write_json
 from .config import TrainConfig
 from .data.index import load_index
 from .data.loaders import PairedFaces
 from .metrics import FewNegativesWarning, decision_threshold, evaluate, video_ids
 from .models import SingleBranchNet, TwoBranchNet
-from .provenance import atomic_write, exclusive_lock, json_safe, read_json, write_json
 
 __all__ = [
     "build_learner",
@@ -290,7 +290,7 @@ def _fit_locked(pairs: Path, out: Path, config: TrainConfig, workers, device, pr
     if on_start is not None:
         on_start(start, bool(saved and saved.get("stopped")))
 
-    from .callbacks import EpochHistory, resume
+    from .checkpoint import EpochHistory, resume
     from .learner import make_dataloaders
 
     if start == 0:

@@ -164,7 +164,8 @@ def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
 
 def recount(path: str) -> None:
     """Rewrite the FLOP columns of a results file with :func:`training_flops`; the timings stay as measured."""
-    from antiforge_lib.provenance import provenance, read_json, write_json
+    from antiforge_lib._io import read_json, write_json
+    from antiforge_lib.provenance import provenance
 
     res = read_json(path)
     a = res["args"]
@@ -200,7 +201,8 @@ def main(argv=None) -> None:
         print("RESULT " + json.dumps(res), flush=True)
         return
 
-    from antiforge_lib.provenance import device_name, provenance, write_json
+    from antiforge_lib._io import write_json
+    from antiforge_lib.provenance import device_name, provenance
 
     rows, failed = [], {}
     for name in args.only or VARIANTS:

@@ -91,7 +91,8 @@ def main(argv=None) -> None:
         "step time two/single": two["step_s"] / one["step_s"],
         "peak memory two/single": two["peak_mem_mib"] / one["peak_mem_mib"],
     }
-    from antiforge_lib.provenance import device_name, provenance, write_json
+    from antiforge_lib._io import write_json
+    from antiforge_lib.provenance import device_name, provenance
 
     print(f"device: {device_name()}; {args.backbone} at {args.size} px, batch {args.batch}, {args.steps} timed steps")
     for r in rows:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from antiforge_lib.provenance import provenance, write_json
+from antiforge_lib._io import write_json
+from antiforge_lib.provenance import provenance
 
 
 def write_results(path: str, rows: list[dict]) -> None:

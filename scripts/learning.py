@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from antiforge_lib._io import write_json
 from antiforge_lib.callbacks import ScoreEachEpoch
 from antiforge_lib.cli import parse_set
-from antiforge_lib.run import export_detector
 from antiforge_lib.learner import TrainConfig, anticompression_learner, fit, make_dataloaders
 from antiforge_lib.metrics import FewNegativesWarning, evaluate
-from antiforge_lib.provenance import provenance, write_json
+from antiforge_lib.provenance import provenance
+from antiforge_lib.run import export_detector
 from antiforge_lib.samples import sample_pairs, sample_pairs_dir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,7 +54,7 @@ def offline(no_download):
 def lock_held_elsewhere(lock_path, seconds: float = 60):
     """A real process holding ``exclusive_lock(lock_path)`` (as a running train or prepare does); yields it."""
     code = (
-        "import time\nfrom antiforge_lib.provenance import exclusive_lock\n"
+        "import time\nfrom antiforge_lib._io import exclusive_lock\n"
         f"with exclusive_lock({str(lock_path)!r}):\n    print('held', flush=True)\n    time.sleep({seconds})"
     )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -79,12 +79,22 @@ def rejects_naming_each_mistake(check, wrong: dict, capsys, unnamed=()) -> None:
         assert "Not yet" in out and (mistake in out or mistake in unnamed), (mistake, out)
 
 
+def stub(*args):
+    raise NotImplementedError  # the book's exercise stubs, as nbgrader's
+
+
 def survives_broken_answers(checks, capsys) -> None:
-    """An unfinished (None), crashing or nonsense answer gets a "Not yet" verdict from each check, never a traceback."""
+    """An untouched stub, an answer that forgets to return (None), a crashing or a nonsense answer gets a "Not yet"
+    verdict from each check, never a traceback; the stub's verdict is the "not written yet" line."""
+    from antiforge_lib.exercises._common import NOT_WRITTEN
+
+    out = ""
     for check in checks:
+        assert not check(stub)
+        assert capsys.readouterr().out == f"Not yet: {NOT_WRITTEN}\n", check.__name__
         assert not check(lambda *args: None)
         assert not check(lambda *args: 1 / 0)
         assert not check(lambda *args: "nonsense")
-    out = capsys.readouterr().out
+        out += capsys.readouterr().out
     assert out.count("Not yet") == 3 * len(checks) and "Traceback" not in out
     assert "returned None" in out and "ZeroDivisionError" in out

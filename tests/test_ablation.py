@@ -13,12 +13,12 @@ from PIL import Image
 from test_learner import SIZE, demo, tiny_dls
 
 from antiforge_lib import ablation as A
+from antiforge_lib._io import read_json
 from antiforge_lib.ablation import METRICS, TABLE3, AblationRow, paper_table, run_ablation
 from antiforge_lib.callbacks import AdversarialAlignment, SelectInput
 from antiforge_lib.data.pairs import INDEX_COLUMNS, load_index
 from antiforge_lib.metrics import FewNegativesWarning
 from antiforge_lib.models import PretrainedWeightsUnavailable, SingleBranchNet, TwoBranchNet
-from antiforge_lib.provenance import read_json
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -1,4 +1,5 @@
-"""The classroom assignments' graders (antiforge_lib.exercises.assignments) and autograders (book/assignments/).
+"""The classroom assignments' graders (antiforge_lib.exercises.a1_losses, .a2_ablation, .grader) and autograders
+(book/assignments/).
 
 Right answers -- the library's reference implementations and hand-written ones -- pass; plausible wrong answers
 fail with a message that names the mistake; the autograder files pass a right submission and fail a wrong one.
@@ -18,7 +19,10 @@ import torch.nn.functional as F
 
 from antiforge_lib import losses
 from antiforge_lib.ablation import TABLE3, format_ablation, load_ablation
-from antiforge_lib.exercises import assignments as A
+from antiforge_lib.exercises import a1_losses as A1
+from antiforge_lib.exercises import a2_ablation as A2
+from antiforge_lib.exercises import assignments
+from antiforge_lib.exercises import grader as G
 from antiforge_lib.learner import TrainConfig, TwoBranchLoss
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,18 +44,61 @@ def right_metric(c, is_fake, r_minus=0.1, r_plus=18.0):
 
 
 def test_metric_grader_accepts_the_library_and_a_hand_written_answer(capsys):
-    assert A.grade_metric_loss(losses.metric_loss)
-    assert A.grade_metric_loss(right_metric)
+    assert A1.grade_metric_loss(losses.metric_loss)
+    assert A1.grade_metric_loss(right_metric)
     out = _out(capsys)
     assert out.count("Correct") == 2 and "passes all 9 checks" in out
 
 
-def test_metric_grader_reports_the_placeholder_without_raising(capsys):
-    assert not A.grade_metric_loss(lambda c, y, rm=0.1, rp=18.0: A.not_implemented("metric_loss"))
-    out = _out(capsys)
-    assert out.startswith("Not yet: metric_loss is not implemented yet") and "YOUR CODE HERE" in out
-    assert not A.grade_metric_loss(lambda c, y, rm=0.1, rp=18.0: None)
+def _stub(*args, **kwargs):
+    raise NotImplementedError  # the templates' stub, as nbgrader's
+
+
+NOT_IMPLEMENTED = "is not implemented yet -- replace `raise NotImplementedError` in its # YOUR CODE HERE region"
+
+
+@pytest.mark.parametrize(
+    "grade, name",
+    [(A1.grade_metric_loss, "metric_loss"), (A1.grade_attention_transfer_loss, "attention_transfer_loss")],
+)
+def test_graders_report_a_stub_as_not_implemented_without_raising(grade, name, capsys):
+    assert not grade(_stub)
+    assert _out(capsys) == f"Not yet: {name} {NOT_IMPLEMENTED} with your code.\n"
+    assert not grade(lambda *a: G.not_implemented(name))  # the older templates' placeholder: the same verdict
+    assert _out(capsys) == f"Not yet: {name} {NOT_IMPLEMENTED} with your code.\n"
+
+
+def test_graders_report_none_and_a_real_not_implemented_error_as_mistakes(capsys):
+    assert not A1.grade_metric_loss(lambda c, y, rm=0.1, rp=18.0: None)
     assert "returned None" in _out(capsys)
+
+    def torch_lacks_it(*args):
+        raise NotImplementedError("aten::foo is not implemented for 'Half'")  # as torch raises: not a stub
+
+    assert not A1.grade_attention_transfer_loss(torch_lacks_it)
+    out = _out(capsys)
+    assert "raised NotImplementedError: aten::foo" in out and "not implemented yet" not in out
+
+
+def test_the_shipped_template_is_graded_not_implemented(tmp_path, capsys):
+    """The %%writefile cell of a1_losses.ipynb, as shipped: both functions get the not-implemented verdict."""
+    nb = nbformat.read(ASSIGNMENTS / "a1_losses.ipynb", as_version=4)
+    (cell,) = [c for c in nb.cells if c.source.startswith("%%writefile student_losses.py")]
+    path = tmp_path / "student_losses.py"
+    path.write_text(cell.source.split("\n", 1)[1])
+    student = G.load_student_module(path)
+    assert not A1.grade_metric_loss(student.metric_loss)
+    assert not A1.grade_attention_transfer_loss(student.attention_transfer_loss)
+    out = _out(capsys).splitlines()
+    assert out == [
+        f"Not yet: {n} {NOT_IMPLEMENTED} with your code." for n in ("metric_loss", "attention_transfer_loss")
+    ]
+
+
+def test_the_old_module_still_exports_every_grader():
+    for module in (G, A1, A2):
+        for name in module.__all__:
+            assert getattr(assignments, name) is getattr(module, name), name
 
 
 def _hinge(c, y, rm, rp):
@@ -86,7 +133,7 @@ WRONG_METRIC = {
 @pytest.mark.parametrize("name", WRONG_METRIC)
 def test_metric_grader_names_the_mistake(name, capsys):
     fn, words = WRONG_METRIC[name]
-    assert not A.grade_metric_loss(fn)
+    assert not A1.grade_metric_loss(fn)
     out = _out(capsys)
     assert out.startswith("Not yet: metric_loss fails the case") and words in out, out
     assert "Traceback" not in out
@@ -97,7 +144,7 @@ def test_metric_grader_catches_separate_means_and_in_place_changes(capsys):
         h = _hinge(c, y, rm, rp)
         return h[y == 0].mean() + h[y == 1].mean()
 
-    assert not A.grade_metric_loss(separate)
+    assert not A1.grade_metric_loss(separate)
     assert "separately" in _out(capsys)
 
     def in_place(c, y, rm=0.1, rp=18.0):
@@ -105,16 +152,16 @@ def test_metric_grader_catches_separate_means_and_in_place_changes(capsys):
         c.data.mul_(2)  # a right value, but the model's output is changed
         return out
 
-    assert not A.grade_metric_loss(in_place)
+    assert not A1.grade_metric_loss(in_place)
     assert "in place" in _out(capsys)
 
 
 def test_metric_grader_edge_cases_alone():
     """The cases after Chapter 4's check catch what it cannot: e.g. NaN on a batch with one class only."""
-    cases = dict(A._metric_cases(lambda c, y, rm=0.1, rp=18.0: _hinge(c, y, rm, rp)[y == 1].mean()))
-    with pytest.raises(A._Fail, match="separately"):
+    cases = dict(A1._metric_cases(lambda c, y, rm=0.1, rp=18.0: _hinge(c, y, rm, rp)[y == 1].mean()))
+    with pytest.raises(G._Fail, match="separately"):
         cases["all-real batch"]()
-    cases = dict(A._metric_cases(right_metric))
+    cases = dict(A1._metric_cases(right_metric))
     for case in cases.values():
         case()  # a right answer passes each case on its own
 
@@ -134,9 +181,9 @@ def _unit(m):
 
 
 def test_transfer_grader_accepts_the_library_and_a_hand_written_answer(capsys):
-    assert A.grade_attention_transfer_loss(losses.attention_transfer_loss)
-    assert A.grade_attention_transfer_loss(right_transfer)
-    assert A.grade_attention_transfer_loss(  # + eps instead of max(norm, eps) is fine too
+    assert A1.grade_attention_transfer_loss(losses.attention_transfer_loss)
+    assert A1.grade_attention_transfer_loss(right_transfer)
+    assert A1.grade_attention_transfer_loss(  # + eps instead of max(norm, eps) is fine too
         lambda a, b: (
             (
                 a.detach().flatten(1) / (a.detach().flatten(1).norm(dim=1, keepdim=True) + 1e-8)
@@ -148,11 +195,6 @@ def test_transfer_grader_accepts_the_library_and_a_hand_written_answer(capsys):
     )
     out = _out(capsys)
     assert out.count("Correct") == 3 and "passes all 7 checks" in out
-
-
-def test_transfer_grader_reports_the_placeholder(capsys):
-    assert not A.grade_attention_transfer_loss(lambda a, b: A.not_implemented("attention_transfer_loss"))
-    assert _out(capsys).startswith("Not yet: attention_transfer_loss is not implemented yet")
 
 
 WRONG_TRANSFER = {
@@ -183,7 +225,7 @@ WRONG_TRANSFER = {
 @pytest.mark.parametrize("name", WRONG_TRANSFER)
 def test_transfer_grader_names_the_mistake(name, capsys):
     fn, words = WRONG_TRANSFER[name]
-    assert not A.grade_attention_transfer_loss(fn)
+    assert not A1.grade_attention_transfer_loss(fn)
     out = _out(capsys)
     assert out.startswith("Not yet: attention_transfer_loss fails the case") and words in out, out
 
@@ -207,7 +249,7 @@ def test_student_loss_with_the_library_functions_equals_two_branch_loss(override
     pred = _pred(attention=cfg.attention)
     mask = (torch.rand(6, 1, 16, 16) > 0.5).float() * torch.tensor([0, 1, 1, 0, 1, 0.0]).view(6, 1, 1, 1)
     label = torch.tensor([0, 1, 1, 0, 1, 0])
-    ref, ours = TwoBranchLoss(cfg), A.StudentTwoBranchLoss(cfg)
+    ref, ours = TwoBranchLoss(cfg), A1.StudentTwoBranchLoss(cfg)
     want, got = ref(pred, mask, label), ours(pred, mask, label)
     assert torch.allclose(got, want, rtol=1e-6)
     assert ref.parts.keys() == ours.parts.keys()
@@ -218,7 +260,7 @@ def test_student_loss_with_the_library_functions_equals_two_branch_loss(override
 def test_student_loss_uses_the_functions_given():
     cfg = TrainConfig.preset("demo")
     pred, mask, label = _pred(), torch.zeros(6, 1, 16, 16), torch.tensor([0, 1, 1, 0, 1, 0])
-    base = A.StudentTwoBranchLoss(cfg)(pred, mask, label)
+    base = A1.StudentTwoBranchLoss(cfg)(pred, mask, label)
     calls = []
 
     def metric(c, y, rm, rp):
@@ -229,7 +271,7 @@ def test_student_loss_uses_the_functions_given():
         calls.append(("transfer",))
         return losses.attention_transfer_loss(a, b) + 1
 
-    loss = A.StudentTwoBranchLoss(cfg, metric_loss=metric, attention_transfer_loss=transfer)
+    loss = A1.StudentTwoBranchLoss(cfg, metric_loss=metric, attention_transfer_loss=transfer)
     total = loss(pred, mask, label)
     assert torch.allclose(total, base + 2 + cfg.lambda_at)
     assert calls == [("metric", 0.1, 18.0), ("metric", 0.1, 18.0), ("transfer",)]
@@ -237,21 +279,21 @@ def test_student_loss_uses_the_functions_given():
 
 
 def test_yours_if_correct(capsys):
-    assert A.yours_if_correct(right_metric, True, losses.metric_loss) is right_metric
+    assert A1.yours_if_correct(right_metric, True, losses.metric_loss) is right_metric
     assert "YOUR function" in _out(capsys)
-    assert A.yours_if_correct(right_metric, False, losses.metric_loss) is losses.metric_loss
+    assert A1.yours_if_correct(right_metric, False, losses.metric_loss) is losses.metric_loss
     assert "library's reference" in _out(capsys)
 
 
 def test_load_student_module_reads_the_file_afresh(tmp_path):
     path = tmp_path / "student_x.py"
     path.write_text("VALUE = 1\n")
-    assert A.load_student_module(path).VALUE == 1
+    assert G.load_student_module(path).VALUE == 1
     path.write_text("VALUE = 2\n")
-    assert A.load_student_module(path).VALUE == 2
+    assert G.load_student_module(path).VALUE == 2
     with pytest.raises(FileNotFoundError):
-        A.load_student_module(tmp_path / "missing.py")
-    assert repr(A.not_implemented("f")) == "<f: not implemented yet>"
+        G.load_student_module(tmp_path / "missing.py")
+    assert repr(G.not_implemented("f")) == "<f: not implemented yet>"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -271,19 +313,19 @@ def test_load_student_module_reads_the_file_afresh(tmp_path):
     ],
 )
 def test_choice_of_one_factor_passes(rows, factor, capsys):
-    assert A.row_differences(*rows) == [factor]
-    assert A.grade_ablation_choice(rows)
+    assert A2.row_differences(*rows) == [factor]
+    assert A2.grade_ablation_choice(rows)
     assert factor in _out(capsys)
 
 
 def test_choice_grader_rejects_confounded_and_degenerate_choices(capsys):
-    assert not A.grade_ablation_choice([2, 9])
+    assert not A2.grade_ablation_choice([2, 9])
     out = _out(capsys)
     assert "network, attention, transfer, gan" in out and "1 (loss), 3 (attention), 5 (network)" in out
-    assert A.grade_ablation_choice([5, 6, 7])  # 6 and 7 differ in two factors, but each pairs with 5
+    assert A2.grade_ablation_choice([5, 6, 7])  # 6 and 7 differ in two factors, but each pairs with 5
     _out(capsys)
     for rows, words in (([7], "at least two"), ([7, 7], "at least two"), ([7, 12], "rows are numbered 1 to 11")):
-        assert not A.grade_ablation_choice(rows)
+        assert not A2.grade_ablation_choice(rows)
         assert words in _out(capsys)
 
 
@@ -320,9 +362,9 @@ def _write_results(out_dir: Path, rows, seeds=(0,)):
 def test_result_grader_accepts_complete_results(tmp_path, capsys):
     _write_results(tmp_path, [5, 7, 8], seeds=(0, 1))
     df = load_ablation(tmp_path)
-    assert A.grade_ablation_result(df, [7, 8], ["AUC", "ACC", "PBCA"])
+    assert A2.grade_ablation_result(df, [7, 8], ["AUC", "ACC", "PBCA"])
     assert "complete (2 seeds per row)" in _out(capsys)
-    assert A.grade_ablation_result(df, [5, 7], "ACC")  # a single metric name is fine too
+    assert A2.grade_ablation_result(df, [5, 7], "ACC")  # a single metric name is fine too
 
 
 def test_result_grader_names_what_is_missing(tmp_path, capsys):
@@ -337,7 +379,7 @@ def test_result_grader_names_what_is_missing(tmp_path, capsys):
         ((df.to_dict(), [5, 7], ["AUC"]), "not dict"),
     ]
     for args, words in cases:
-        assert not A.grade_ablation_result(*args)
+        assert not A2.grade_ablation_result(*args)
         out = _out(capsys)
         assert out.startswith("Not yet") and words in out, (words, out)
 
@@ -349,19 +391,19 @@ def test_result_grader_names_what_is_missing(tmp_path, capsys):
 def _answered(path: Path, words: int = 50) -> Path:
     nb = nbformat.read(ASSIGNMENTS / "a2_ablation.ipynb", as_version=4)
     for cell in nb.cells:
-        if cell.cell_type == "markdown" and A.ANSWER_PLACEHOLDER in cell.source and "### W" in cell.source:
-            cell.source = cell.source.replace(A.ANSWER_PLACEHOLDER, " ".join(["because"] * words))
+        if cell.cell_type == "markdown" and A2.ANSWER_PLACEHOLDER in cell.source and "### W" in cell.source:
+            cell.source = cell.source.replace(A2.ANSWER_PLACEHOLDER, " ".join(["because"] * words))
     nbformat.write(nb, path)
     return path
 
 
 def test_writeup_grader_on_the_shipped_template_and_an_answered_copy(tmp_path, capsys):
-    assert not A.grade_writeup(ASSIGNMENTS / "a2_ablation.ipynb")
+    assert not A2.grade_writeup(ASSIGNMENTS / "a2_ablation.ipynb")
     out = _out(capsys)
-    assert all(f"{t} (0 of at least" in out for t in A.WRITEUP_SECTIONS), out
-    assert A.grade_writeup(_answered(tmp_path / "a2_ablation.ipynb"))
+    assert all(f"{t} (0 of at least" in out for t in A2.WRITEUP_SECTIONS), out
+    assert A2.grade_writeup(_answered(tmp_path / "a2_ablation.ipynb"))
     assert "all 4 write-up sections" in _out(capsys)
-    assert not A.grade_writeup(_answered(tmp_path / "short.ipynb", words=12))
+    assert not A2.grade_writeup(_answered(tmp_path / "short.ipynb", words=12))
     assert "W4. Reasoning (12 of at least 40 words)" in _out(capsys)
 
 
@@ -371,12 +413,12 @@ def test_writeup_grader_counts_answers_in_added_cells_and_needs_the_headings(tmp
     for i in reversed(heads):  # answers in a new cell after each section's cell
         nb.cells.insert(i + 1, nbformat.v4.new_markdown_cell("word " * 60))
     nbformat.write(nb, tmp_path / "added.ipynb")
-    assert A.grade_writeup(tmp_path / "added.ipynb")
+    assert A2.grade_writeup(tmp_path / "added.ipynb")
     del nb.cells[heads[0]]
     nbformat.write(nb, tmp_path / "no_heading.ipynb")
-    assert not A.grade_writeup(tmp_path / "no_heading.ipynb")
+    assert not A2.grade_writeup(tmp_path / "no_heading.ipynb")
     assert "W1. Hypothesis" in _out(capsys).splitlines()[-1]
-    assert not A.grade_writeup(tmp_path / "missing.ipynb")
+    assert not A2.grade_writeup(tmp_path / "missing.ipynb")
     assert "cannot read" in _out(capsys)
 
 
@@ -451,3 +493,13 @@ def test_repository_run_does_not_collect_the_autograders(pytestconfig):
     # They need a student's files; a plain `pytest` collects only testpaths.
     assert pytestconfig.getini("testpaths") == ["tests"]
     assert {p.name for p in ASSIGNMENTS.glob("test_*.py")} == {"test_assignment1.py", "test_assignment2.py"}
+
+
+def test_a_stub_met_inside_a_chapter_check_is_not_implemented_too():
+    from antiforge_lib.exercises import check_attention_transfer, check_metric_loss
+
+    for check in (check_metric_loss, check_attention_transfer):
+        with pytest.raises(G._NotYet):
+            G._chapter_check(check, _stub)
+        with pytest.raises(G._Fail, match="returned None"):
+            G._chapter_check(check, lambda *a: None)

@@ -1,5 +1,7 @@
 """The Chapter 3 self-check of Exercise 3.2 accepts the right answer and rejects plausible wrong ones."""
 
+from conftest import survives_broken_answers
+
 from antiforge_lib.exercises import check_gradient_reach
 
 # Written out by hand, independently of the check's backward pass.
@@ -28,6 +30,7 @@ def test_gradient_reach_check_rejects_wrong_answers(capsys):
 
 
 def test_gradient_reach_check_gives_a_verdict_on_stubs_and_crashes(capsys):
+    survives_broken_answers([check_gradient_reach], capsys)
     assert not check_gradient_reach(lambda out: None)
     assert not check_gradient_reach(lambda out: 1 / 0)
     assert not check_gradient_reach(lambda out: "tail")

@@ -2,6 +2,7 @@
 
 import torch
 import torch.nn.functional as F
+from conftest import survives_broken_answers
 
 from antiforge_lib import losses
 from antiforge_lib.exercises import check_decision_rule, check_metric_loss, check_pair_loss
@@ -67,6 +68,7 @@ def test_pair_loss_check(capsys):
 
 
 def test_chapter4_checks_give_a_verdict_on_stubs_and_crashes(capsys):
+    survives_broken_answers((check_metric_loss, check_decision_rule, check_pair_loss), capsys)
     assert not check_metric_loss(lambda c, y, rm, rp: None)
     assert not check_decision_rule(lambda c, rm, rp: None)
     assert not check_pair_loss(lambda a, b: None)

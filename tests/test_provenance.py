@@ -1,11 +1,10 @@
-"""provenance: the commit a result is attributed to, and atomic JSON writes."""
+"""provenance: the commit a result is attributed to."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
-from antiforge_lib.provenance import git_commit, read_json, write_json
+from antiforge_lib.provenance import git_commit
 
 
 def test_git_commit_is_head_and_marks_uncommitted_changes(monkeypatch):
@@ -24,10 +23,3 @@ def test_git_commit_outside_a_checkout_uses_the_declared_commit(tmp_path, monkey
     assert git_commit(tmp_path) == ""
     monkeypatch.setenv("ANTIFORGE_COMMIT", "abc123")
     assert git_commit(tmp_path) == "abc123 (from $ANTIFORGE_COMMIT)"
-
-
-def test_write_json_is_atomic_and_round_trips(tmp_path):
-    path = tmp_path / "sub" / "r.json"
-    write_json(path, {"a": 1, "b": [1.5, "x"]})
-    assert json.loads(path.read_text()) == read_json(path) == {"a": 1, "b": [1.5, "x"]}
-    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temp file left behind

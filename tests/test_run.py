@@ -9,8 +9,8 @@ import torch
 from ffpp_fixture import write_tree
 
 from antiforge_lib.config import TrainConfig
-from antiforge_lib.models import MODELS, TwoBranchNet, model_kind
 from antiforge_lib.data.pairs import prepare_pairs
+from antiforge_lib.models import MODELS, TwoBranchNet, model_kind
 from antiforge_lib.run import RunMismatch, build_learner, export_detector, fit_run, load_detector, read_history
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -74,8 +74,8 @@ def test_a_killed_run_called_again_finishes_the_remaining_epochs(pairs, tmp_path
 
 @pytest.mark.parametrize("kind", MODELS)
 def test_build_learner_builds_the_model_the_config_names(kind, pairs):
-    from antiforge_lib.learner import make_dataloaders
     from antiforge_lib.data.index import load_index
+    from antiforge_lib.learner import make_dataloaders
 
     cfg = tiny(model=kind, attention=kind == "two-branch")
     learn = build_learner(make_dataloaders(load_index(pairs), cfg, num_workers=0, device="cpu"), cfg)

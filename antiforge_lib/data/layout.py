@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..provenance import atomic_write
+from .._io import atomic_write
 
 __all__ = ["SPLITS", "LEVEL_DIRS", "SPLITS_URL", "Video", "FFPPLayout", "load_splits", "LayoutError"]
 

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from ..provenance import atomic_write, exclusive_lock
+from .._io import atomic_write, exclusive_lock
 from .faces import face_crops
 from .index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
 from .layout import FFPPLayout, Video

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..provenance import atomic_write, exclusive_lock
+from .._io import atomic_write, exclusive_lock
 from ..samples import checkout_data
 from ..self_blend import BlendParams, blend_mask, draw_blend, self_blend
 from .faces import detect_face, smooth_boxes

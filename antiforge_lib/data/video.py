@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..provenance import atomic_write
+from .._io import atomic_write
 
 __all__ = [
     "LEVELS",

@@ -3,8 +3,11 @@
 Each ``check_*`` function takes the student's function, runs it on random
 inputs beside the library's reference, prints a verdict a student can act on
 ("Correct: ..." or "Not yet: ..." with a hint), and returns ``True`` only when
-the answer is right. It never raises because of the student's code. One module
-per chapter; all checks are importable from here.
+the answer is right. It never raises because of the student's code; the book's
+stubs ``raise NotImplementedError`` (as nbgrader's do), which the checks report
+as "not written yet". One module per chapter; all checks are importable from
+here. The classroom assignments' graders are in :mod:`.a1_losses` and
+:mod:`.a2_ablation`, on the machinery of :mod:`.grader`.
 """
 
 from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10

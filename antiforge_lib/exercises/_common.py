@@ -10,11 +10,23 @@ def _verdict(ok: bool, message: str) -> bool:
     return ok
 
 
+#: The verdict on an exercise whose stub is untouched (it still raises NotImplementedError, as in nbgrader).
+NOT_WRITTEN = "your function is not written yet -- replace `raise NotImplementedError` with your code."
+
+
+def _stub(e: Exception) -> bool:
+    """An untouched stub: a bare ``raise NotImplementedError``. One with a message (as torch raises for an operation
+    it lacks) is a real error, reported with its message."""
+    return isinstance(e, NotImplementedError) and not e.args
+
+
 def _call(fn, *args):
     """Run the student's function; a bug in it becomes a verdict, not a crash."""
     try:
         out = fn(*args)
     except Exception as e:
+        if _stub(e):
+            return None, NOT_WRITTEN
         return None, f"your function raised {type(e).__name__}: {e}"
     if out is None:
         return None, "your function returned None -- fill in the exercise and return the result."

@@ -75,7 +75,10 @@ def check_frame_indices(fn) -> bool:
         got, err = _call(fn, n, k)
         if err:
             return _verdict(False, err)
-        got = [int(v) for v in np.asarray(got).ravel()]
+        try:
+            got = [int(v) for v in np.asarray(got).ravel()]
+        except (TypeError, ValueError):
+            return _verdict(False, f"return a list of frame numbers (integers), got {got!r}.")
         want = frame_indices(n, k).tolist()
         if got != want:
             return _verdict(False, f"for {n} frames and k={k} expected {want[:8]}..., you gave {got[:8]}...")

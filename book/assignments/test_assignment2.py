@@ -17,12 +17,8 @@ from pathlib import Path
 import pytest
 
 from antiforge_lib.ablation import load_ablation
-from antiforge_lib.exercises.assignments import (
-    grade_ablation_choice,
-    grade_ablation_result,
-    grade_writeup,
-    load_student_module,
-)
+from antiforge_lib.exercises.a2_ablation import grade_ablation_choice, grade_ablation_result, grade_writeup
+from antiforge_lib.exercises.grader import load_student_module
 
 FILE = "student_ablation.py"
 
