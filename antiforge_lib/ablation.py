@@ -519,7 +519,7 @@ def _records_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).sort_values(["No.", "seed"], kind="stable").reset_index(drop=True)
 
 
-_ROW_SWITCHES = ("seed", "metric", "attention", "transfer", "gan")
+_ROW_SWITCHES = ("seed", "model", "train_on", "metric", "attention", "transfer", "gan")
 
 
 def _warn_if_mixed(records: list[dict]) -> None:

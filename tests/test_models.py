@@ -294,7 +294,7 @@ def test_input_validation():
     with pytest.raises(ValueError, match=r"stages: \['conv1'.*'layer4'"):
         TwoBranchNet("resnet18", cut="layer5")
     with pytest.raises(ValueError, match="other than the first"):
-        TwoBranchNet("resnet18", split="conv1")
+        TwoBranchNet("resnet18", cut="conv1")
     with pytest.raises(ValueError, match="unknown timm model"):
         TwoBranchNet("no_such_net")
     net = _resnet18()
