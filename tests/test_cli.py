@@ -466,3 +466,11 @@ def test_bad_preset_in_a_real_process():
         text=True,
     )
     one_line_error(proc.returncode, proc.stderr, "invalid choice: 'huge'")
+
+
+def test_cli_model_choices_are_the_one_model_vocabulary():
+    import argparse
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    choices = next(a.choices for a in sub.choices["train"]._actions if a.dest == "model")
+    assert tuple(choices) == models.MODELS
