@@ -19,6 +19,7 @@ labels are int64, 1 = fake, 0 = real.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -208,7 +209,9 @@ def pair_dataloaders(
         ``dls.test`` (None without a "test" split), batches of
         ``(hq, lq, mask, label)`` shaped ``(B,3,S,S), (B,3,S,S), (B,1,S,S), (B,)``.
     """
-    from fastai.data.core import DataLoaders  # heavy import, only needed here
+    with warnings.catch_warnings():  # heavy import, only needed here; its torch.jit.script notice is not the reader's
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        from fastai.data.core import DataLoaders
 
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
