@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ._dist import replicate
+from ._fastai import quiet_import
 from .checkpoint import (
     CheckpointEveryEpoch,
     EarlyStopping,
@@ -40,8 +41,7 @@ from .checkpoint import (
 from .losses import adversarial_loss, critic_inputs, critic_loss, gradient_penalty
 from .models import Discriminator
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+with quiet_import():
     from fastai.callback.core import Callback
     from fastai.callback.fp16 import MixedPrecision as _FastaiMixedPrecision
     from fastai.torch_core import apply

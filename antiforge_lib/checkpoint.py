@@ -17,16 +17,15 @@ All are re-exported by :mod:`antiforge_lib.callbacks`, where they used to live.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._fastai import quiet_import
 from ._io import atomic_write, json_safe
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+with quiet_import():
     from fastai.callback.core import Callback, CancelFitException
     from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
     from fastai.learner import SkipToEpoch

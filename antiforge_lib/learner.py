@@ -19,7 +19,6 @@ Example
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._fastai import quiet_import
 from .callbacks import AdversarialAlignment, LossBreakdown, MixedPrecision, SelectInput, SetEpoch, plot_loss_breakdown
 from .checkpoint import CheckpointEveryEpoch, EarlyStopping, SaveBestModel, StopOnDivergence
 from .config import TrainConfig
@@ -35,8 +35,7 @@ from .losses import AntiCompressionLoss, attention_loss, metric_loss
 from .metrics import AccuracyAtThreshold, AUCMetric, PBCAMetric, TARatFAR, decision_threshold
 from .models import SingleBranchNet, TwoBranchNet, splitter
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+with quiet_import():
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle)
     from fastai.callback.channelslast import ChannelsLast  # fastai's own: the model in channels-last format
     from fastai.learner import Learner

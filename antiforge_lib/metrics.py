@@ -36,12 +36,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ._fastai import quiet_import
 from .losses import resize_mask
 from .models import evaluating
 
-with warnings.catch_warnings():
-    # Importing fastai makes torch warn that torch.jit.script is deprecated; nothing a reader can act on.
-    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+with quiet_import():
     from fastai.learner import Metric
     from fastai.torch_core import maybe_gather
 

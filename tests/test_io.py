@@ -49,3 +49,17 @@ def test_read_json_names_the_broken_file(tmp_path):
 def test_provenance_still_exports_the_moved_names():
     for name in _io.__all__:
         assert getattr(provenance, name) is getattr(_io, name), name
+
+
+def test_quiet_import_silences_only_the_jit_notice_and_only_inside():
+    import warnings
+
+    from antiforge_lib._fastai import quiet_import
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_import():
+            warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile`", FutureWarning)
+            warnings.warn("another FutureWarning", FutureWarning)
+        warnings.warn("`torch.jit.script` is deprecated, outside", FutureWarning)
+    assert [str(w.message) for w in seen] == ["another FutureWarning", "`torch.jit.script` is deprecated, outside"]

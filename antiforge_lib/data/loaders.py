@@ -19,7 +19,6 @@ labels are int64, 1 = fake, 0 = real.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 
@@ -30,6 +29,7 @@ from PIL import Image, ImageFilter, UnidentifiedImageError
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from .._fastai import quiet_import
 from ..self_blend import CODECS, FACE_BOX, alter, compress, draw_blend, self_blend
 from . import __all__  # noqa: F401 -- listed once, in the package, which re-exports them without importing torch
 from .index import MASK_THRESHOLD
@@ -209,8 +209,7 @@ def pair_dataloaders(
         ``dls.test`` (None without a "test" split), batches of
         ``(hq, lq, mask, label)`` shaped ``(B,3,S,S), (B,3,S,S), (B,1,S,S), (B,)``.
     """
-    with warnings.catch_warnings():  # heavy import, only needed here; its torch.jit.script notice is not the reader's
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+    with quiet_import():  # heavy import, only needed here
         from fastai.data.core import DataLoaders
 
     if num_workers is None:
