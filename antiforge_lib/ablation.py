@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import shutil
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -59,13 +59,14 @@ import torch
 from plotly.subplots import make_subplots
 
 from ._io import json_safe, read_json, write_json
+from .checkpoint import EpochHistory, resume
 from .data.index import load_index
 from .data.layout import MANIPULATIONS
 from .data.loaders import pair_dataloaders
-from .learner import TrainConfig, fit
+from .learner import TrainConfig
 from .metrics import decision_threshold, evaluate
 from .provenance import provenance
-from .run import build_learner
+from .run import CHECKPOINT, HISTORY, build_learner, read_history
 
 __all__ = [
     "METRICS",
@@ -325,14 +326,6 @@ def _finished(path: Path, config: TrainConfig, counts: dict) -> dict | None:
     return None
 
 
-def _history(learn) -> list[dict]:
-    names = [n for n in learn.recorder.metric_names[1:] if n != "time"]
-    rows = []
-    for epoch, vals in enumerate(learn.recorder.values):
-        rows.append({"epoch": epoch} | dict(zip(names, (None if v is None else float(v) for v in vals), strict=False)))
-    return rows
-
-
 @contextlib.contextmanager
 def _quiet(learn):
     """fastai's own switches: no progress bar, no per-epoch table."""
@@ -342,30 +335,60 @@ def _quiet(learn):
         yield
 
 
-def _train_one(row: AblationRow, dls, config: TrainConfig, progress: bool) -> tuple[pd.DataFrame, float, list, str]:
-    """Fit one (row, seed) and evaluate it; returns (metrics row, seconds, history, eval split)."""
+def _run_dir(out_dir: Path, number: int, seed: int) -> Path:
+    return out_dir / f"row{number:02d}_seed{seed}"
+
+
+def _resumable_checkpoint(work: Path, config: TrainConfig) -> Path:
+    """``work/checkpoint.pth``, kept only if a killed run of this very config left it; else the folder is cleared."""
+    ckpt = work / CHECKPOINT
+    if ckpt.is_file():
+        try:
+            saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("config") or {}
+            same = TrainConfig.from_dict(saved) == config
+        except Exception:  # unreadable or from another version: start the run again
+            same = False
+        if not same:
+            warnings.warn(
+                f"{ckpt} is from another config or unreadable; training this run from the start", stacklevel=4
+            )
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not ckpt.is_file():
+        (work / HISTORY).unlink(missing_ok=True)
+    return ckpt
+
+
+def _train_one(
+    row: AblationRow, dls, config: TrainConfig, progress: bool, work: Path
+) -> tuple[pd.DataFrame, float, list, str]:
+    """Fit one (row, seed) in the run folder ``work`` and evaluate it; returns (metrics row, seconds, history, split).
+
+    As :func:`~antiforge_lib.run.fit_run`: a checkpoint after every epoch and ``history.jsonl``, so a killed sweep
+    resumes this run after its last completed epoch (``seconds`` then counts this call's training only).
+    """
     gen = getattr(dls.train, "generator", None)
     if gen is not None:
         gen.manual_seed(config.seed)  # the shuffle of shared loaders restarts per run
-    with tempfile.TemporaryDirectory() as work:
-        # With early stopping, keep and reload the best epoch's weights (SaveModelCallback writes under work/).
-        learn = row.learner(dls, config, path=work, save_best=config.patience is not None)
-        start = time.perf_counter()
-        quiet = contextlib.ExitStack() if progress else _quiet(learn)
-        with quiet, warnings.catch_warnings():
-            # fastai's reload of a best epoch may touch numpy.core; nothing a reader can act on
-            warnings.filterwarnings("ignore", message=r"numpy\.core is deprecated", category=DeprecationWarning)
-            fit(learn, config.epochs)  # as the config says: constant Adam, or one-cycle for the demo
-        seconds = time.perf_counter() - start
+    ckpt = _resumable_checkpoint(work, config)
+    history = EpochHistory(work / HISTORY)
+    # With early stopping, keep and reload the best epoch's weights (SaveModelCallback writes under work/models).
+    learn = row.learner(dls, config, cbs=[history], path=work, checkpoint=ckpt, save_best=config.patience is not None)
+    start = time.perf_counter()
+    quiet = contextlib.ExitStack() if progress else _quiet(learn)
+    with quiet, warnings.catch_warnings():
+        # fastai's reload of a best epoch may touch numpy.core; nothing a reader can act on
+        warnings.filterwarnings("ignore", message=r"numpy\.core is deprecated", category=DeprecationWarning)
+        resume(learn, ckpt, n_epoch=config.epochs)  # as the config says: constant Adam, or one-cycle for the demo
+    seconds = time.perf_counter() - start
     split, dl = ("test", dls.test) if getattr(dls, "test", None) is not None else ("val", dls.valid)
     if split == "val":
         warnings.warn(f"row {row.number}: the pair index has no 'test' split; evaluating on 'val'", stacklevel=3)
     metrics = row.evaluate(learn, dl)
-    history = _history(learn)
     del learn
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return metrics, seconds, history, split
+    return metrics, seconds, read_history(work / HISTORY), split
 
 
 def run_ablation(
@@ -404,6 +427,9 @@ def run_ablation(
     out_dir : path
         Where ``row{NN}_seed{S}.json`` go (written atomically). A file whose config and data sizes (pairs per split)
         match the run's is loaded instead of retrained; one that does not match is retrained and overwritten.
+        While a (row, seed) trains, its folder ``row{NN}_seed{S}/`` holds ``checkpoint.pth`` (every epoch) and
+        ``history.jsonl``, as a :func:`~antiforge_lib.run.fit_run` folder: a sweep killed mid-run resumes that run
+        after its last completed epoch. The folder is removed once the JSON is written.
     epochs : int, optional
         Overrides the preset's ``epochs``.
     overrides : mapping, optional
@@ -470,7 +496,8 @@ def run_ablation(
                     loaders[row.variant] = pair_dataloaders(
                         indexes[row.variant], base.size, base.batch_size, num_workers, seed=seed, device=device
                     )
-                metrics, seconds, history, split = _train_one(row, loaders[row.variant], config, progress)
+                work = _run_dir(out_dir, row.number, seed)
+                metrics, seconds, history, split = _train_one(row, loaders[row.variant], config, progress, work)
                 rec = {
                     "format": _FORMAT,
                     "row": {k: v for k, v in asdict(row).items() if k != "paper"},
@@ -488,6 +515,7 @@ def run_ablation(
                     "provenance": provenance(device=device),
                 }
                 write_json(path, rec)
+                shutil.rmtree(work)  # the record holds the run now; its checkpoints were only for a resume
                 if progress:
                     print(f"{row.title} (seed {seed}): ACC {100 * rec['metrics']['ACC']:.2f}%, {seconds:.1f} s")
             elif progress:

@@ -344,3 +344,46 @@ def test_paper_preset_starts_from_imagenet_and_fails_fast_offline(cache, offline
     with pytest.raises(PretrainedWeightsUnavailable, match=r"no network\?.*weights="):
         run_ablation([2], cache, preset="paper", epochs=1, progress=False, num_workers=0, out_dir=tmp_path)
     assert time.perf_counter() - start < 10 and not list(tmp_path.glob("*.json"))
+
+
+def test_a_killed_sweep_resumes_the_run_from_its_checkpoint(cache, tmp_path, monkeypatch):
+    from antiforge_lib import checkpoint
+
+    save, starts = checkpoint.save_checkpoint, []
+
+    def save_then_die(learn, path, epoch=None, **kw):
+        out = save(learn, path, epoch=epoch, **kw)
+        if epoch == 0:
+            raise KeyboardInterrupt  # killed right after epoch 0 was checkpointed
+        return out
+
+    fit = Learner.fit
+
+    def recording_fit(self, n_epoch, *args, start_epoch=0, **kwargs):
+        starts.append(start_epoch)
+        return fit(self, n_epoch, *args, start_epoch=start_epoch, **kwargs)
+
+    monkeypatch.setattr(Learner, "fit", recording_fit)
+    opts = {**OPTS, "epochs": 2}
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save_checkpoint", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run_ablation([2], cache, out_dir=tmp_path, **opts)
+    work = tmp_path / "row02_seed0"
+    assert (work / "checkpoint.pth").is_file() and not (tmp_path / "row02_seed0.json").exists()
+    assert [r["epoch"] for r in A.read_history(work / "history.jsonl")] == [0]
+
+    run_ablation([2], cache, out_dir=tmp_path, **opts)
+    assert starts == [0, 1]  # the second call trained only epoch 1
+    rec = read_json(tmp_path / "row02_seed0.json")
+    assert [r["epoch"] for r in rec["history"]] == [0, 1] and rec["config"]["epochs"] == 2
+    assert not work.exists()  # the record holds the run; its checkpoints are gone
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(cache, tmp_path):
+    work = tmp_path / "row02_seed0"
+    work.mkdir()
+    torch.save({"config": {"lr": 0.5}, "epoch": 0}, work / "checkpoint.pth")
+    with pytest.warns(UserWarning, match="another config"):
+        run_ablation([2], cache, out_dir=tmp_path, **OPTS)
+    assert len(read_json(tmp_path / "row02_seed0.json")["history"]) == 1 and not work.exists()
