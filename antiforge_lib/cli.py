@@ -503,7 +503,7 @@ def _cmd_detect(args, argv) -> int:
 
     from tqdm import tqdm
 
-    from .detect import DEFAULT_FRAMES, detect
+    from .detect import DEFAULT_FRAMES, detect_files
     from .metrics import decision_threshold
     from .run import load_detector
 
@@ -514,24 +514,21 @@ def _cmd_detect(args, argv) -> int:
     config = {**ckpt_config, "checkpoint": args.checkpoint, "input_size": size, "threshold": threshold}
     config.update({"frames": args.frames or DEFAULT_FRAMES, "scale": args.scale})
     _print_config("detect", {**config, "device": device})
-    detections, failed = [], []
-    for path in tqdm(args.inputs, desc="inputs", unit="file", disable=args.quiet or len(args.inputs) < 2):
-        try:
-            res = detect(path, model, size=size, threshold=threshold, frames=args.frames, scale=args.scale)
-        except ValueError as e:  # no face, unreadable file: reported, and the other inputs still run
-            failed.append(path)
-            detections.append({"input": path, "error": _one_line(e)})
-            tqdm.write(f"{path}: error: {_one_line(e)}")
-            continue
-        d = res.to_dict()
-        detections.append(d)
-        where = f", {len(res.frames)} frames" if res.kind == "video" else ""
-        verdict = "FAKE" if res.is_fake else "real"
-        tqdm.write(f"{path}: {verdict} (score {res.score:.4f}, threshold {res.threshold:.4f}{where})")
+
+    def report(path, res, error) -> None:
+        if error is not None:
+            tqdm.write(f"{path}: error: {error}")
+        else:
+            where = f", {len(res.frames)} frames" if res.kind == "video" else ""
+            verdict = "FAKE" if res.is_fake else "real"
+            tqdm.write(f"{path}: {verdict} (score {res.score:.4f}, threshold {res.threshold:.4f}{where})")
+
+    kw = dict(size=size, threshold=threshold, frames=args.frames, scale=args.scale)
+    detections = detect_files(args.inputs, model, progress=not args.quiet, on_result=report, **kw)
+    failed = [d["error"] for d in detections if "error" in d]
     _write_results(args, argv, config, {"detections": detections}, device=device)
     if failed:
-        first = next(d["error"] for d in detections if "error" in d)
-        raise CLIError(f"{len(failed)} of {len(args.inputs)} input(s) failed; first: {first}")
+        raise CLIError(f"{len(failed)} of {len(args.inputs)} input(s) failed; first: {failed[0]}")
     return 0
 
 

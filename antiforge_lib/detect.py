@@ -50,6 +50,7 @@ __all__ = [
     "FrameDetection",
     "Detection",
     "detect",
+    "detect_files",
     "load_detector",
     "save_detector",
     "model_kind",
@@ -59,7 +60,6 @@ __all__ = [
 DEFAULT_FRAMES = 16
 #: Model input side when neither ``size`` nor the model's config gives one (Xception's 299 px).
 DEFAULT_SIZE = 299
-#: Model kinds as the CLI names them (``--model``) and as checkpoints record them (``config["model"]``).
 SMOOTH_WINDOW = 5  # prepare_pairs' default smoothing window, in sampled frames
 _BATCH = 32  # crops per forward pass
 
@@ -381,3 +381,38 @@ def detect(
         frames=per_frame,
         no_face_frames=no_face,
     )
+
+
+def detect_files(paths, model: torch.nn.Module, *, progress: bool = False, on_result=None, **kwargs) -> list[dict]:
+    """:func:`detect` on each image or video file of ``paths``; a file that fails does not stop the others.
+
+    Parameters
+    ----------
+    paths : iterable of path
+    model : TwoBranchNet or SingleBranchNet
+    progress : bool, default False
+        A progress bar over the files (shown for two or more).
+    on_result : callable, optional
+        Called after each file with ``(path, detection, error)``: a :class:`Detection` and None, or None and the
+        one-line message of a file without a face or that cannot be read (``antiforge detect`` prints it there).
+    **kwargs
+        ``size``, ``threshold``, ``device``, ``frames``, ``scale``, ``config``: as :func:`detect`.
+
+    Returns
+    -------
+    list of dict
+        One per input, in order: :meth:`Detection.to_dict`, or ``{"input": path, "error": message}``.
+    """
+    from tqdm import tqdm
+
+    paths = [str(p) for p in paths]
+    out = []
+    for path in tqdm(paths, desc="inputs", unit="file", disable=not progress or len(paths) < 2):
+        try:
+            res, error = detect(path, model, **kwargs), None
+        except (FileNotFoundError, ValueError) as e:  # no face, unreadable file: reported, the others still run
+            res, error = None, " ".join(str(e).split())
+        out.append(res.to_dict() if res is not None else {"input": path, "error": error})
+        if on_result is not None:
+            on_result(path, res, error)
+    return out

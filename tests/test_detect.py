@@ -10,7 +10,7 @@ from antiforge_lib.data import faces
 from antiforge_lib.data.pairs import frame_indices
 from antiforge_lib.data.sample import default_sample_root
 from antiforge_lib.data.video import encode_video, read_video
-from antiforge_lib.detect import Detection, NoFaceError, detect, load_detector
+from antiforge_lib.detect import Detection, NoFaceError, detect, detect_files, load_detector
 from antiforge_lib.models import SingleBranchNet, TwoBranchNet
 from antiforge_lib.samples import sample_path
 
@@ -101,6 +101,18 @@ def test_no_face_and_unreadable_files_are_named(net, tmp_path):
         detect(tmp_path / "nowhere.png", net, size=SIZE)
     with pytest.raises(ValueError, match="uint8 RGB"):
         detect(np.zeros((10, 10), np.float32), net, size=SIZE)
+
+
+def test_detect_files_scores_each_file_and_reports_failures_without_stopping(net, tmp_path):
+    gray = tmp_path / "gray.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(gray)
+    seen = []
+    out = detect_files([gray, sample_path()], net, size=SIZE, on_result=lambda *a: seen.append(a))
+    assert set(out[0]) == {"input", "error"} and out[0]["error"].startswith(f"no face found in {gray}")
+    assert "\n" not in out[0]["error"]
+    assert out[1] == detect(sample_path(), net, size=SIZE).to_dict()  # the second file still ran
+    expected = [(str(gray), True, False), (str(sample_path()), False, True)]
+    assert [(p, r is None, e is None) for p, r, e in seen] == expected
 
 
 def test_sixteen_bit_grey_images_keep_their_tones(tmp_path):
