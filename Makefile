@@ -56,6 +56,7 @@ unit: setup
 lint: setup
 	$(BIN)/ruff check antiforge_lib tests benchmarks scripts book/_ext book/assignments/test_assignment*.py
 	$(BIN)/ruff format --check antiforge_lib tests benchmarks scripts book/_ext book/assignments/test_assignment*.py
+	$(BIN)/ruff check --select F book/*.ipynb book/assignments/*.ipynb  # undefined or unused names in the chapters
 
 ## bench: side-by-side ratios (train step, critic, data, JPEG, memory); one table + benchmarks/results/bench.json
 bench: setup data

@@ -187,8 +187,8 @@ class AblationRow:
         """:func:`~antiforge_lib.metrics.evaluate` of ``learn.model`` on the row's test images of ``dl``.
 
         The threshold is fixed by the training: 0.5 on the fake probability (cross-entropy), else
-        ``(r- + r+) / 2`` of ``learn.train_config``. For row 4 (``image == "hq"``) the loader is seen through a
-        view that puts the HQ image into the LQ slot. Returns one row of fractions (see ``evaluate``).
+        ``(r- + r+) / 2`` of ``learn.train_config``. Row 4 (``image == "hq"``) is scored on the HQ images
+        (``evaluate(..., image="hq")``). Returns one row of fractions (see ``evaluate``).
         """
         threshold = decision_threshold(learn.train_config)
         return evaluate(learn.model, dl, threshold=threshold, image=self.image)

@@ -368,17 +368,10 @@ def _cmd_prepare(args, argv) -> int:
         progress=not args.quiet,
         verify=args.verify,
     )
-    report = dict(index.attrs.get("report", {}))
-    counts = index.groupby(["split", "label"]).size()
-    per_split = {
-        s: {"real": int(counts.get((s, 0), 0)), "fake": int(counts.get((s, 1), 0))} for s in ("train", "val", "test")
-    }
-    metrics = {**report, "splits": per_split}
-    print(
-        f"{len(index)} pairs in {out}: "
-        + ", ".join(f"{s} {c['real']} real / {c['fake']} fake" for s, c in per_split.items())
-    )
-    _write_results(args, argv, config, {"metrics": metrics}, device="cpu")
+    report = index.attrs["report"]
+    counts = ", ".join(f"{s} {c['real']} real / {c['fake']} fake" for s, c in report["splits"].items())
+    print(f"{len(index)} pairs in {out}: {counts}")
+    _write_results(args, argv, config, {"metrics": report}, device="cpu")
     return 0
 
 
@@ -398,10 +391,11 @@ def _prepare_videos(args, argv, out: Path, frames: int, size: int, prepare_faces
         progress=not args.quiet,
         verify=args.verify,
     )
-    per_split = {s: int((index.split == s).sum()) for s in ("train", "val")}
-    print(f"{len(index)} real face crops in {out}: train {per_split['train']}, val {per_split['val']}")
+    report = index.attrs["report"]
+    counts = ", ".join(f"{s} {c['real']}" for s, c in report["splits"].items())
+    print(f"{len(index)} real face crops in {out}: {counts}")
     print(f"train on them: antiforge train --pairs {out} --out runs/mine --preset demo")
-    _write_results(args, argv, config, {"metrics": {**index.attrs.get("report", {}), "splits": per_split}}, "cpu")
+    _write_results(args, argv, config, {"metrics": report}, "cpu")
     return 0
 
 

@@ -59,7 +59,9 @@ def test_quiet_import_silences_only_the_jit_notice_and_only_inside():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with quiet_import():
-            warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile`", FutureWarning)
-            warnings.warn("another FutureWarning", FutureWarning)
-        warnings.warn("`torch.jit.script` is deprecated, outside", FutureWarning)
+            warnings.warn(
+                "`torch.jit.script` is deprecated. Please switch to `torch.compile`", FutureWarning, stacklevel=1
+            )
+            warnings.warn("another FutureWarning", FutureWarning, stacklevel=1)
+        warnings.warn("`torch.jit.script` is deprecated, outside", FutureWarning, stacklevel=1)
     assert [str(w.message) for w in seen] == ["another FutureWarning", "`torch.jit.script` is deprecated, outside"]

@@ -11,6 +11,7 @@ import urllib.error
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import lock_held_elsewhere
@@ -138,6 +139,9 @@ def test_index_rows_and_no_face_count(cache):
     assert len(index) == 12 * FRAMES - 4
     assert set(index.split) == {"train", "val", "test"}
     assert (index.label == (index.method != "original")).all()
+    table = pd.crosstab(index.split, index.label)  # the report's real/fake pairs per split, counted by pandas
+    assert list(report["splits"]) == ["train", "val", "test"]
+    assert report["splits"] == {s: {"real": int(table.loc[s, 0]), "fake": int(table.loc[s, 1])} for s in table.index}
     assert all(Path(p).is_file() for p in index[["hq", "lq", "mask"]].to_numpy().ravel())
     assert not list(out.rglob("*.part"))
 

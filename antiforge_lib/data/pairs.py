@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .._io import atomic_write, exclusive_lock
 from .faces import face_crops
 from .index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
-from .layout import FFPPLayout, Video
+from .layout import SPLITS, FFPPLayout, Video
 from .video import VideoError, video_info
 
 __all__ = ["prepare_pairs", "prepare_faces", "load_index", "frame_indices", "INDEX_COLUMNS", "VIDEO_SUFFIXES"]
@@ -159,6 +159,13 @@ def _warn_about_losses(results: list[dict], index: pd.DataFrame, out_dir: Path) 
             warnings.warn(f"split {split!r} of {out_dir} kept {kept} of {seen} frames (see report.json)", stacklevel=4)
 
 
+def _split_classes(index: pd.DataFrame) -> dict:
+    """Real and fake pairs of each split the index has, in train/val/test order."""
+    counts = index.groupby(["split", "label"]).size()
+    have = set(index["split"])
+    return {s: {"real": int(counts.get((s, 0), 0)), "fake": int(counts.get((s, 1), 0))} for s in SPLITS if s in have}
+
+
 def _sources(paths: dict) -> dict:
     """Size and modification time of a video's source files: what its finished result was made from."""
     paths = {k: Path(p) for k, p in paths.items()}
@@ -248,7 +255,8 @@ def prepare_pairs(
     ``lq``, ``mask`` as absolute paths). ``df.attrs["report"]`` counts the
     frames without a face and the frames of fake videos whose mask is empty
     in the crop (left out: the manipulation did not touch them, so they are
-    not forgeries), and lists skipped and missing videos.
+    not forgeries), lists skipped and missing videos, and gives the real and
+    fake pairs of each split (``"splits": {"train": {"real": .., "fake": ..}}``).
     """
     if hq == lq:
         raise ValueError(f"hq and lq must differ, both are {hq!r}")
@@ -320,6 +328,7 @@ def _build_cache(out_dir, cfg: dict, jobs: list, workers, progress: bool, missin
             "unmanipulated_fake_frames": int(sum(r.get("unmanipulated", 0) for r in results)),
             "skipped": {f"{r['video']['method']}/{r['video']['id']}": r["skipped"] for r in results if r["skipped"]},
             "missing": list(missing),
+            "splits": _split_classes(index),
         }
         if report["skipped"]:
             first = next(iter(report["skipped"].items()))
