@@ -335,39 +335,17 @@ def _cmd_prepare(args, argv) -> int:
             raise CLIError(f"--root {args.root}: no such directory")
     if args.videos:
         return _prepare_videos(args, argv, out, frames, size, prepare_faces)
-    config = {
-        "source": "sample" if args.sample else "ffpp",
-        "root": str(root),
-        "out": str(out),
-        "hq": args.hq,
-        "lq": args.lq,
-        "frames_per_video": frames,
-        "size": size,
-        "methods": args.methods,
-        "splits_dir": args.splits_dir,
-        "allow_missing": args.allow_missing,
-        "workers": args.workers,
-    }
+    # The run's settings are prepare_pairs' own arguments: recorded as passed.
+    opts = dict(methods=args.methods, hq=args.hq, lq=args.lq, frames_per_video=frames, size=size)
+    opts.update(workers=args.workers, splits_dir=args.splits_dir, allow_missing=args.allow_missing)
+    config = {"source": "sample" if args.sample else "ffpp", "root": str(root), "out": str(out), **opts}
     _print_config("prepare", config)
     if args.sample:
         try:
             root = build_sample_ffpp(root, progress=not args.quiet)
         except RuntimeError as e:  # the source media could not be fetched (offline)
             raise CLIError(_one_line(e)) from None
-    index = prepare_pairs(
-        root,
-        out,
-        methods=args.methods,
-        hq=args.hq,
-        lq=args.lq,
-        frames_per_video=frames,
-        size=size,
-        workers=args.workers,
-        splits_dir=args.splits_dir,
-        allow_missing=args.allow_missing,
-        progress=not args.quiet,
-        verify=args.verify,
-    )
+    index = prepare_pairs(root, out, **opts, progress=not args.quiet, verify=args.verify)
     report = index.attrs["report"]
     counts = ", ".join(f"{s} {c['real']} real / {c['fake']} fake" for s, c in report["splits"].items())
     print(f"{len(index)} pairs in {out}: {counts}")
@@ -378,19 +356,10 @@ def _cmd_prepare(args, argv) -> int:
 def _prepare_videos(args, argv, out: Path, frames: int, size: int, prepare_faces) -> int:
     """``prepare --videos``: a cache of real faces only (prepare_faces)."""
     videos = Path(args.videos[0]) if len(args.videos) == 1 and Path(args.videos[0]).is_dir() else args.videos
-    config = {"source": "videos", "videos": args.videos, "out": str(out), "val": args.val or 0.2}
-    config.update({"frames_per_video": frames, "size": size, "workers": args.workers})
+    opts = dict(val=args.val or 0.2, frames_per_video=frames, size=size, workers=args.workers)
+    config = {"source": "videos", "videos": args.videos, "out": str(out), **opts}
     _print_config("prepare", config)
-    index = prepare_faces(
-        videos,
-        out,
-        val=args.val or 0.2,
-        frames_per_video=frames,
-        size=size,
-        workers=args.workers,
-        progress=not args.quiet,
-        verify=args.verify,
-    )
+    index = prepare_faces(videos, out, **opts, progress=not args.quiet, verify=args.verify)
     report = index.attrs["report"]
     counts = ", ".join(f"{s} {c['real']}" for s, c in report["splits"].items())
     print(f"{len(index)} real face crops in {out}: {counts}")
