@@ -24,6 +24,7 @@ on HQ or LQ images, or the two-branch net, scored on its LQ branch as at test ti
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -54,9 +55,11 @@ __all__ = [
     "roundtrip",
     "bits_per_pixel",
     "prepare_point",
+    "prepare_points",
     "robustness_curve",
     "load_robustness",
     "plot_robustness",
+    "save_figure",
     "METRICS",
 ]
 
@@ -286,18 +289,25 @@ def _video_payload(file) -> int:
         return sum(p.size for p in container.demux(video=0) if p.size)
 
 
-def _crop_video(src: Path, rows: pd.DataFrame, codec: Codec, strength: int, size: int, out: Path) -> dict:
-    """Re-encode one source video whole and write the crops of ``rows`` (its frames and boxes); returns its sizes."""
-    info = video_info(src)
-    bad = rows[(rows["frame"] >= info.frames) | (rows["x1"] > info.width) | (rows["y1"] > info.height)]
-    if len(bad):
-        raise ValueError(
-            f"{src}: frame {int(bad['frame'].iloc[0])} / box of the pair cache lies outside this video "
-            f"({info.frames} frames, {info.width}x{info.height}); is it the source of the cache's crops?"
-        )
-    clip = encode((f for _, f in iter_video(src)), codec, strength, fps=round(info.fps) or 30)
+#: Decoded source videos up to this many bytes are held in memory and encoded at every point from there; longer
+#: ones are decoded again for each point (FF++ videos run to 1.4 GB of RGB frames at 720p).
+_HOLD_BYTES = 1 << 30
+
+
+def _source_frames(src: Path, info):
+    """A callable giving ``src``'s frames anew each time: decoded once and held, if small enough."""
+    if info.frames * info.height * info.width * 3 <= _HOLD_BYTES:
+        held = [f for _, f in iter_video(src)]
+        return lambda: iter(held)
+    return lambda: (f for _, f in iter_video(src))
+
+
+def _crop_video(frames, fps: int, rows: pd.DataFrame, codec: Codec, strength: int, size: int, out: Path) -> dict:
+    """Encode one source video whole, decode it and write the crops of ``rows`` (its frames and boxes); returns the
+    clip's sizes."""
+    clip = encode(frames, codec, strength, fps=fps)
     wanted = {int(r.frame): r for r in rows.itertuples()}
-    paths = []
+    written = 0
     for n, frame in enumerate(decode(clip)):
         r = wanted.get(n)
         if r is None:
@@ -305,9 +315,9 @@ def _crop_video(src: Path, rows: pd.DataFrame, codec: Codec, strength: int, size
         rel = f"{r.method}/{r.video}/{n:04d}.png"
         crop = resize_crop(np.ascontiguousarray(crop_box(frame, (r.x0, r.y0, r.x1, r.y1))), size)
         atomic_write(out / rel, lambda tmp, crop=crop: crop.save(tmp, format="PNG"))
-        paths.append(rel)
-    if len(paths) != len(wanted):
-        raise ValueError(f"{src}: the {codec.name} clip decoded to fewer frames than the pair cache needs")
+        written += 1
+    if written != len(wanted):
+        raise ValueError(f"{out}: the {codec.name} clip of {r.method}/{r.video} decoded to too few frames")
     return {"nbytes": clip.nbytes, "frames": clip.frames, "height": clip.height, "width": clip.width}
 
 
@@ -334,6 +344,7 @@ def prepare_point(
     split : the cache's split to re-encode (the test split).
     source : the level re-encoded, whole: "c0" (FF++'s raw videos, default).
     out_dir : where points go (default ``<pairs>/robustness``); this point is ``<out_dir>/<codec>_<knob><strength>``.
+    progress : a progress bar over the videos.
 
     Returns
     -------
@@ -343,74 +354,121 @@ def prepare_point(
         ``codec, knob, strength, bpp, nbytes, pixels, videos`` (bytes per video); ``attrs["folder"]``: the point's
         folder (a pair cache of its own: ``index.csv`` and the crops).
 
-    A video's crops and sizes are written atomically, then its ``_done.json``; a rerun skips finished videos (and a
-    finished point entirely), so a killed run resumes. The folder is locked while a point is built.
+    A video's crops are written atomically, then its ``_done.json``; a rerun skips finished videos (and a finished
+    point entirely), so a killed run resumes. :func:`prepare_points` builds several points and decodes each source
+    video once for all of them.
     """
-    codec = get_codec(codec)
-    strength = codec.check(strength)
+    return prepare_points(
+        pairs, root, [(codec, strength)], split=split, source=source, out_dir=out_dir, progress=progress
+    )[0]
+
+
+def prepare_points(
+    pairs, root, points, *, split: str = "test", source: str = "c0", out_dir=None, progress: bool = False
+) -> list[pd.DataFrame]:
+    """:func:`prepare_point` for each ``(codec, strength)`` of ``points``, in order; each source video is decoded
+    once and encoded at every point that lacks it. Returns one pair index per point."""
+    plan = []
+    for codec, strength in points:
+        codec = get_codec(codec)
+        plan.append((codec, codec.check(strength)))  # every point checked before any work
     pairs = Path(pairs)
     cfg = read_json(pairs / "config.json") if (pairs / "config.json").is_file() else {}
     if "size" not in cfg:
         raise FileNotFoundError(f"{pairs / 'config.json'}: missing or without 'size'; is {pairs} a pair cache?")
+    size = int(cfg["size"])
     rows = _test_rows(pairs, split)
     layout = FFPPLayout(root, splits={})
-    out = Path(out_dir or pairs / "robustness") / _point_name(codec, strength)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "codec": codec.name,
-        "encoder": codec.encoder,
-        "knob": codec.knob,
-        "strength": strength,
-        "options": dict(codec.options),
-        "source": source,
-        "split": split,
-        "size": int(cfg["size"]),
-        "pyav": av.__version__,
-    }
-    with exclusive_lock(out / ".lock"):
-        done_file = out / "point.json"
-        if done_file.is_file() and (out / "index.csv").is_file():
-            done = read_json(done_file)
-            if done.get("meta") == meta and done.get("rows") == len(rows):
-                index = load_index(out)
-                index.attrs.update(point=done["point"], folder=str(out))
-                return index
-        videos = {}
-        groups = list(rows.groupby(["method", "video"], sort=False))
-        for (method, video), grp in _bar(groups, progress, codec.label(strength)):
-            src = _source(layout, method, video, source)
-            if not src.is_file():
-                raise FileNotFoundError(f"{src}: no such source video for {method}/{video} (level {source})")
-            key = f"{method}/{video}"
-            marker = out / method / video / "_done.json"
-            stat = [src.stat().st_size, src.stat().st_mtime_ns]
-            want = {"meta": meta, "source": stat, "frames": grp["frame"].tolist(), "boxes": _boxes(grp)}
-            if marker.is_file():
-                old = read_json(marker)
-                if {k: old.get(k) for k in want} == want and all(
-                    (out / f"{method}/{video}/{int(n):04d}.png").is_file() for n in grp["frame"]
-                ):
-                    videos[key] = old["size"]
+    out_dir = Path(out_dir or pairs / "robustness")
+    groups = list(rows.groupby(["method", "video"], sort=False))
+    sources = {}
+    for method, video in (key for key, _ in groups):
+        src = _source(layout, method, video, source)
+        if not src.is_file():
+            raise FileNotFoundError(f"{src}: no such source video for {method}/{video} (level {source})")
+        sources[(method, video)] = src
+
+    results = {}
+    with contextlib.ExitStack() as locks:
+        todo = []  # (point, out, meta, {video: want}) of the points not finished before
+        for codec, strength in plan:
+            out = out_dir / _point_name(codec, strength)
+            if out in (t[1] for t in todo) or (codec.name, strength) in results:
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(exclusive_lock(out / ".lock"))  # one builder per point folder
+            meta = {
+                "codec": codec.name,
+                "encoder": codec.encoder,
+                "knob": codec.knob,
+                "strength": strength,
+                "options": dict(codec.options),
+                "source": source,
+                "split": split,
+                "size": size,
+                "pyav": av.__version__,
+            }
+            done_file = out / "point.json"
+            if done_file.is_file() and (out / "index.csv").is_file():
+                done = read_json(done_file)
+                if done.get("meta") == meta and done.get("rows") == len(rows):
+                    index = load_index(out)
+                    index.attrs.update(point=done["point"], folder=str(out))
+                    results[(codec.name, strength)] = index
                     continue
-            size = _crop_video(src, grp, codec, strength, int(cfg["size"]), out)
-            write_json(marker, {**want, "size": size})
-            videos[key] = size
-        crops = [str(out / f"{r.method}/{r.video}/{int(r.frame):04d}.png") for r in rows.itertuples()]
-        index = _write_index(out, rows, crops)
-        nbytes = sum(v["nbytes"] for v in videos.values())
-        pixels = sum(v["frames"] * v["height"] * v["width"] for v in videos.values())
-        point = {
-            "codec": codec.name,
-            "knob": codec.knob,
-            "strength": strength,
-            "bpp": nbytes * 8 / pixels,
-            "nbytes": nbytes,
-            "pixels": pixels,
-            "videos": {k: v["nbytes"] for k, v in videos.items()},
-        }
-        write_json(done_file, {"meta": meta, "rows": len(rows), "point": point})
-        index.attrs.update(point=point, folder=str(out))
-        return index
+            todo.append(((codec, strength), out, meta))
+
+        sizes = {t[1]: {} for t in todo}
+        for (method, video), grp in _bar(groups, progress and bool(todo), f"{len(todo)} point(s)"):
+            src = sources[(method, video)]
+            stat = [src.stat().st_size, src.stat().st_mtime_ns]
+            frames = None
+            for (codec, strength), out, meta in todo:
+                marker = out / method / video / "_done.json"
+                want = {"meta": meta, "source": stat, "frames": grp["frame"].tolist(), "boxes": _boxes(grp)}
+                if marker.is_file():
+                    old = read_json(marker)
+                    if {k: old.get(k) for k in want} == want and all(
+                        (out / f"{method}/{video}/{int(n):04d}.png").is_file() for n in grp["frame"]
+                    ):
+                        sizes[out][f"{method}/{video}"] = old["size"]
+                        continue
+                if frames is None:
+                    info = video_info(src)
+                    _check_boxes(src, info, grp)
+                    frames = _source_frames(src, info)
+                size_ = _crop_video(frames(), round(info.fps) or 30, grp, codec, strength, size, out)
+                write_json(marker, {**want, "size": size_})
+                sizes[out][f"{method}/{video}"] = size_
+
+        for (codec, strength), out, meta in todo:
+            videos = sizes[out]
+            crops = [str(out / f"{r.method}/{r.video}/{int(r.frame):04d}.png") for r in rows.itertuples()]
+            index = _write_index(out, rows, crops)
+            nbytes = sum(v["nbytes"] for v in videos.values())
+            pixels = sum(v["frames"] * v["height"] * v["width"] for v in videos.values())
+            point = {
+                "codec": codec.name,
+                "knob": codec.knob,
+                "strength": strength,
+                "bpp": nbytes * 8 / pixels,
+                "nbytes": nbytes,
+                "pixels": pixels,
+                "videos": {k: v["nbytes"] for k, v in videos.items()},
+            }
+            write_json(out / "point.json", {"meta": meta, "rows": len(rows), "point": point})
+            index.attrs.update(point=point, folder=str(out))
+            results[(codec.name, strength)] = index
+    return [results[(c.name, s)] for c, s in plan]
+
+
+def _check_boxes(src: Path, info, rows: pd.DataFrame) -> None:
+    bad = rows[(rows["frame"] >= info.frames) | (rows["x1"] > info.width) | (rows["y1"] > info.height)]
+    if len(bad):
+        raise ValueError(
+            f"{src}: frame {int(bad['frame'].iloc[0])} or its box in the pair cache lies outside this video "
+            f"({info.frames} frames, {info.width}x{info.height}); is it the source of the cache's crops?"
+        )
 
 
 def _boxes(grp: pd.DataFrame) -> list[list[int]]:
@@ -492,6 +550,7 @@ def robustness_curve(
     batch_size: int | None = None,
     device=None,
     progress: bool = False,
+    command: str | None = None,
 ) -> pd.DataFrame:
     """Score trained detectors on every (codec, strength) point of a pair cache's test split.
 
@@ -509,6 +568,7 @@ def robustness_curve(
     out_dir : where points are cached (default ``<pairs>/robustness``).
     results : path of the results JSON (default ``<out_dir>/robustness.json``); written atomically, with provenance.
     batch_size, device, progress : as :func:`antiforge_lib.run.evaluate_checkpoint`.
+    command : the command line recorded in the provenance (default this process's ``sys.argv``).
 
     Returns
     -------
@@ -566,7 +626,7 @@ def robustness_curve(
             "pyav": av.__version__,
             "units": {"bpp": "bits per pixel", "metrics": "fraction in [0, 1]"},
             "rows": df.to_dict("records"),
-            "provenance": provenance(device=device),
+            "provenance": provenance(command=command, device=device),
         },
     )
     df.attrs["results"] = str(results)
@@ -648,3 +708,10 @@ def plot_robustness(df: pd.DataFrame, metric: str = "AUC", title: str | None = N
         width=max(600, 250 * max(1, len(codecs))),
     )
     return fig
+
+
+def save_figure(df: pd.DataFrame, path, metric: str = "AUC") -> Path:
+    """Write :func:`plot_robustness` of ``df`` as a self-contained HTML file (plotly.js inside; opens offline),
+    atomically. Returns the path."""
+    fig = plot_robustness(df, metric)
+    return atomic_write(path, lambda tmp: fig.write_html(str(tmp), include_plotlyjs=True))

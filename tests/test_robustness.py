@@ -250,3 +250,22 @@ def test_the_curve_scores_each_point_as_evaluate_does(cache, detector, tmp_path)
     assert again[["model", "codec", "strength", "bpp", "AUC"]].equals(df[["model", "codec", "strength", "bpp", "AUC"]])
     fig = R.plot_robustness(df)
     assert [t.name for t in fig.data if t.showlegend] == ["tiny"] and len(fig.layout.annotations) == 2
+
+
+def test_cli_writes_the_results_and_the_figure(cache, detector, tmp_path, capsys):
+    from antiforge_lib import cli
+
+    tree, pairs = cache
+    argv = ["robustness", "--checkpoint", detector, "--pairs", pairs, "--root", tree, "--codecs", "jpeg"]
+    rc = cli.main([str(a) for a in [*argv, "--strengths", "30", "--out", tmp_path, "--quiet"]])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    res = json.loads((tmp_path / "robustness.json").read_text())
+    assert res["provenance"]["command"].startswith("antiforge robustness --checkpoint")
+    assert [(r["codec"], r["strength"]) for r in res["rows"]] == [("c40", 40), ("jpeg", 30)]
+    html = (tmp_path / "robustness.html").read_text()
+    assert "plotly" in html and "jpeg" in html
+    assert f"results: {tmp_path / 'robustness.json'}" in out
+    rc = cli.main([str(a) for a in [*argv[:-1], "divx", "--out", tmp_path, "--quiet"]])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "unknown codec 'divx'" in err
