@@ -507,7 +507,7 @@ def _cmd_robustness(args, argv) -> int:
         _checkpoint_exists(ckpt)
     device = _device(args.device, args.threads)
     from .data.sample import default_sample_root
-    from .robustness import robustness_curve, save_figure
+    from .robustness import metric_table, robustness_curve, save_figure
 
     out = Path(args.out) if args.out else pairs / "robustness"
     df = robustness_curve(
@@ -522,7 +522,7 @@ def _cmd_robustness(args, argv) -> int:
         progress=not args.quiet,
         command=_command_line(argv),
     )
-    print(df.pivot_table(index=["codec", "strength", "bpp"], columns="model", values="AUC", sort=False).round(4))
+    print("AUC (%):\n" + metric_table(df, "AUC").round(4).to_string())
     figure = save_figure(df, out / "robustness.html")
     print(f"results: {df.attrs['results']}\nfigure: {figure}")
     return 0

@@ -59,6 +59,7 @@ __all__ = [
     "robustness_curve",
     "load_robustness",
     "plot_robustness",
+    "metric_table",
     "save_figure",
     "METRICS",
 ]
@@ -644,6 +645,15 @@ def load_robustness(path) -> pd.DataFrame:
     df.attrs["results"] = str(path)
     df.attrs["provenance"] = rec.get("provenance", {})
     return df
+
+
+def metric_table(df: pd.DataFrame, metric: str = "AUC") -> pd.DataFrame:
+    """``metric`` in percent, one row per point (``codec, strength``, in the order of ``df``), one column per model,
+    after a ``bpp`` column."""
+    order = pd.MultiIndex.from_frame(df[["codec", "strength"]].drop_duplicates())
+    table = df.pivot_table(index=["codec", "strength"], columns="model", values=metric).reindex(order).mul(100)
+    table.insert(0, "bpp", df.groupby(["codec", "strength"]).bpp.first().reindex(order))
+    return table[["bpp", *dict.fromkeys(df["model"])]]
 
 
 def plot_robustness(df: pd.DataFrame, metric: str = "AUC", title: str | None = None):

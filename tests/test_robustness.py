@@ -248,6 +248,9 @@ def test_the_curve_scores_each_point_as_evaluate_does(cache, detector, tmp_path)
     assert len(res["rows"]) == 3 and res["models"] == {"tiny": str(detector)}
     again = R.load_robustness(tmp_path / "robustness.json")
     assert again[["model", "codec", "strength", "bpp", "AUC"]].equals(df[["model", "codec", "strength", "bpp", "AUC"]])
+    table = R.metric_table(df, "ACC")
+    assert list(table.columns) == ["bpp", "tiny"] and list(table.index) == [("c40", 40), ("jpeg", 30), ("h264", 40)]
+    assert table.loc[("jpeg", 30), "tiny"] == 100 * df[df["codec"] == "jpeg"]["ACC"].iloc[0]
     fig = R.plot_robustness(df)
     assert [t.name for t in fig.data if t.showlegend] == ["tiny"] and len(fig.layout.annotations) == 2
 
