@@ -318,7 +318,8 @@ def _crop_video(frames, fps: int, rows: pd.DataFrame, codec: Codec, strength: in
         atomic_write(out / rel, lambda tmp, crop=crop: crop.save(tmp, format="PNG"))
         written += 1
     if written != len(wanted):
-        raise ValueError(f"{out}: the {codec.name} clip of {r.method}/{r.video} decoded to too few frames")
+        first = rows.iloc[0]
+        raise ValueError(f"{out}: the {codec.name} clip of {first.method}/{first.video} decoded to too few frames")
     return {"nbytes": clip.nbytes, "frames": clip.frames, "height": clip.height, "width": clip.width}
 
 
