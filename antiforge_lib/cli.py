@@ -160,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--batch-size", type=int, metavar="N", help="default: the checkpoint's batch_size")
     ep.add_argument("--workers", type=int, default=0, metavar="N", help="data-loader processes (0)")
 
+    rp = sub.add_parser(
+        "robustness",
+        parents=[common, dev],
+        help="score detectors on the test split re-encoded with H.264, HEVC, VP9, AV1, JPEG at many strengths",
+        description="Re-encode the test videos and score checkpoints on each point (robustness.robustness_curve).",
+    )
+    rp.add_argument("--checkpoint", required=True, nargs="+", metavar="RUN", help="run folders or detector.pth files")
+    rp.add_argument("--pairs", required=True, metavar="DIR", help="pair cache folder (with index.csv)")
+    rp.add_argument("--root", metavar="FFPP_ROOT", help="the tree the cache was cropped from (default: the sample)")
+    rp.add_argument("--codecs", nargs="+", default=["h264", "hevc", "vp9", "av1", "jpeg"], metavar="CODEC")
+    rp.add_argument("--strengths", nargs="+", type=int, metavar="N", help="CRF / JPEG quality (default: per codec)")
+    rp.add_argument("--out", metavar="DIR", help="points, robustness.json, robustness.html (<pairs>/robustness)")
+
     dp = sub.add_parser(
         "detect",
         parents=[common, dev],
@@ -448,6 +461,37 @@ def _cmd_evaluate(args, argv) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# robustness
+
+
+def _cmd_robustness(args, argv) -> int:
+    pairs = _pairs_dir(args.pairs)
+    for ckpt in args.checkpoint:
+        _checkpoint_exists(ckpt)
+    device = _device(args.device, args.threads)
+    from .data.sample import default_sample_root
+    from .robustness import metric_table, robustness_curve, save_figure
+
+    out = Path(args.out) if args.out else pairs / "robustness"
+    df = robustness_curve(
+        args.checkpoint,
+        args.codecs,
+        args.strengths,
+        pairs=pairs,
+        root=args.root or default_sample_root(),
+        out_dir=out,
+        results=args.results or out / "robustness.json",
+        device=device,
+        progress=not args.quiet,
+        command=_command_line(argv),
+    )
+    print("AUC (%):\n" + metric_table(df, "AUC").round(4).to_string())
+    figure = save_figure(df, out / "robustness.html")
+    print(f"results: {df.attrs['results']}\nfigure: {figure}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # detect
 
 
@@ -498,7 +542,13 @@ def _cmd_detect(args, argv) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # main
 
-_COMMANDS = {"prepare": _cmd_prepare, "train": _cmd_train, "evaluate": _cmd_evaluate, "detect": _cmd_detect}
+_COMMANDS = {
+    "prepare": _cmd_prepare,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "robustness": _cmd_robustness,
+    "detect": _cmd_detect,
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -36,7 +36,15 @@ from .index import INDEX_COLUMNS, MASK_THRESHOLD, _resolve, load_index
 from .layout import SPLITS, FFPPLayout, Video
 from .video import VideoError, video_info
 
-__all__ = ["prepare_pairs", "prepare_faces", "load_index", "frame_indices", "INDEX_COLUMNS", "VIDEO_SUFFIXES"]
+__all__ = [
+    "prepare_pairs",
+    "prepare_faces",
+    "load_index",
+    "frame_indices",
+    "resize_crop",
+    "INDEX_COLUMNS",
+    "VIDEO_SUFFIXES",
+]
 
 
 def frame_indices(n_frames: int, k: int) -> np.ndarray:
@@ -44,6 +52,16 @@ def frame_indices(n_frames: int, k: int) -> np.ndarray:
     if n_frames < 1 or k < 1:
         raise ValueError(f"need n_frames >= 1 and k >= 1, got {n_frames}, {k}")
     return np.unique(np.linspace(0, n_frames - 1, min(k, n_frames)).round().astype(int))
+
+
+def resize_crop(crop: np.ndarray, size: int, mask: bool = False) -> Image.Image:
+    """A face crop ``(s, s, 3)`` uint8 as the pair cache stores it: ``size`` x ``size`` pixels, bicubic (RGB); a
+    mask is resized bilinearly in grey and binarised at :data:`MASK_THRESHOLD` (0 / 255, mode "L")."""
+    img = Image.fromarray(crop)
+    if not mask:
+        return img.resize((size, size), Image.Resampling.BICUBIC)
+    grey = img.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+    return Image.fromarray(((np.asarray(grey) / 255) > MASK_THRESHOLD).astype(np.uint8) * 255)
 
 
 def _exit_with(parent: int) -> None:
@@ -109,15 +127,7 @@ def _process_video(args) -> dict:
                 continue
             row = {"split": video.split, "method": video.method, "video": video.id, "frame": fno}
             row["label"] = video.label
-            crops = {}
-            for key, arr in zip(paths, arrays, strict=True):
-                crop = Image.fromarray(arr)
-                if key == "mask":
-                    grey = crop.convert("L").resize((size, size), Image.Resampling.BILINEAR)
-                    crop = Image.fromarray(((np.asarray(grey) / 255) > MASK_THRESHOLD).astype(np.uint8) * 255)
-                else:
-                    crop = crop.resize((size, size), Image.Resampling.BICUBIC)
-                crops[key] = crop
+            crops = {key: resize_crop(arr, size, mask=key == "mask") for key, arr in zip(paths, arrays, strict=True)}
             if "mask" in crops and not crops["mask"].getbbox():
                 # The manipulation left this frame alone (e.g. it found no face there): it is not a forgery.
                 result["unmanipulated"] += 1

@@ -10,7 +10,7 @@ here. The classroom assignments' graders are in :mod:`.a1_losses` and
 :mod:`.a2_ablation`, on the machinery of :mod:`.grader`.
 """
 
-from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10
+from . import ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11
 from .ch01 import *  # noqa: F403
 from .ch02 import *  # noqa: F403
 from .ch03 import *  # noqa: F403
@@ -21,5 +21,6 @@ from .ch07 import *  # noqa: F403
 from .ch08 import *  # noqa: F403
 from .ch09 import *  # noqa: F403
 from .ch10 import *  # noqa: F403
+from .ch11 import *  # noqa: F403
 
-__all__ = [name for m in (ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10) for name in m.__all__]
+__all__ = [name for m in (ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch09, ch10, ch11) for name in m.__all__]
