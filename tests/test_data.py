@@ -128,6 +128,37 @@ def test_augmentation_is_reproducible_with_manual_seed(index):
         assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize(("size", "src", "augment"), [(32, 32, True), (48, 20, True), (32, 50, False)])
+def test_pair_transform_is_torchvisions_v2_compose_bit_for_bit(size, src, augment):
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from antiforge_lib.data import pair_transform
+
+    geometry = (
+        [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True), v2.RandomHorizontalFlip()]
+        if augment
+        else [v2.Resize((size, size), antialias=True)]
+    )
+    to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(XCEPTION_MEAN, XCEPTION_STD)]
+    reference = v2.Compose([*geometry, *to_float])
+    ours = pair_transform(size, augment)
+    g = torch.Generator().manual_seed(0)
+    for seed in range(12):
+        hq, lq = (torch.randint(0, 256, (3, src, src), dtype=torch.uint8, generator=g) for _ in range(2))
+        mask = (torch.rand(1, src, src, generator=g) > 0.5).to(torch.uint8) * 255
+        torch.manual_seed(seed)
+        got = ours(hq, lq, mask)
+        after_ours = torch.rand(1)  # the generator was advanced exactly as much
+        torch.manual_seed(seed)
+        want = reference(tv_tensors.Image(hq), tv_tensors.Image(lq), tv_tensors.Mask(mask))
+        after_reference = torch.rand(1)
+        want = (want[0], want[1], (want[2].float() / 255 > 0.5).float())
+        for x, y in zip(got, want, strict=True):
+            assert torch.equal(x, y.as_subclass(torch.Tensor))
+        assert torch.equal(after_ours, after_reference)
+
+
 def test_train_is_balanced_by_oversampling_reals_and_val_is_not(index):
     train = PairedFaces(index, "train", size=S)
     assert train.counts == {"real": 2, "fake": 6}
