@@ -1,5 +1,9 @@
 """antiforge_lib.data on a tiny synthetic pair index: shapes, normalisation, shared augmentation, balancing."""
 
+import pickle
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -223,3 +227,69 @@ def test_pair_dataloaders(index):
 
     no_test = pair_dataloaders(index[index["split"] != "test"], size=S, bs=4, num_workers=0)
     assert no_test.test is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The packed copy of a cache (antiforge_lib.data.packed): raw uint8 per split, read instead of the PNGs
+
+
+@pytest.fixture
+def cache(tmp_path):
+    """A pair cache as prepare_pairs lays it out: <method>/<video>/<frame>_{hq,lq,mask}.png and index.csv."""
+    from antiforge_lib.data.index import INDEX_COLUMNS
+
+    root, rng, rows = tmp_path / "cache", np.random.default_rng(1), []
+    for split, n_fake, n_real in LAYOUT:
+        for k in range(n_fake + n_real):
+            fake, video = k < n_fake, f"{split}{k:03d}"
+            method = "SelfBlend" if fake else "original"
+            (root / method / video).mkdir(parents=True)
+            paths = _write_pair(root / method / video, "0000", fake, rng)
+            rel = {key: str(Path(p).relative_to(root)) for key, p in paths.items()}
+            rows.append(dict(split=split, method=method, video=video, frame=0, label=int(fake), **rel))
+    frame = pd.DataFrame(rows).assign(x0=0, y0=0, x1=S, y1=S)[INDEX_COLUMNS]
+    frame.to_csv(root / "index.csv", index=False)
+    return root
+
+
+def test_packed_copy_holds_the_pngs_pixels_and_gives_the_same_items(cache):
+    from antiforge_lib.data.packed import PackedPairs, pack_cache
+    from antiforge_lib.data.pairs import load_index
+
+    index = load_index(cache)
+    assert PairedFaces(index, "train", size=S).packed is None  # nothing packed yet: the PNGs
+    written = pack_cache(cache, progress=False)
+    assert sorted(written) == ["test", "train", "val"]
+    arr = np.load(written["val"])
+    assert arr.dtype == np.uint8 and arr.shape == (3, 7, S, S)
+    for j, row in enumerate(index[index.split == "val"].itertuples()):  # channels against Pillow's decode
+        assert np.array_equal(arr[j, :3].transpose(1, 2, 0), np.array(Image.open(row.hq)))
+        assert np.array_equal(arr[j, 3:6].transpose(1, 2, 0), np.array(Image.open(row.lq)))
+        assert np.array_equal(arr[j, 6], np.array(Image.open(row.mask)))
+    for split in ("train", "val"):
+        fast, slow = PairedFaces(index, split, size=S), PairedFaces(index, split, size=S, packed=False)
+        assert isinstance(fast.packed, PackedPairs) and slow.packed is None
+        fast[0]
+        fast.packed = pickle.loads(pickle.dumps(fast.packed))  # as a spawned worker gets it: mapped anew
+        assert fast.packed._arrays == {}
+        for i in range(len(fast)):  # balanced train repeats reals: every row still finds its pixels
+            torch.manual_seed(i)
+            a = fast[i]
+            torch.manual_seed(i)
+            b = slow[i]
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_stale_packed_copy_is_not_read(cache):
+    from antiforge_lib.data.packed import pack_cache
+    from antiforge_lib.data.pairs import load_index
+
+    pack_cache(cache, progress=False)
+    text = (cache / "index.csv").read_text()
+    (cache / "index.csv").write_text(text.replace(",0,0,", ",1,0,", 1))  # the cache was prepared again
+    index = load_index(cache)
+    with pytest.warns(UserWarning, match="Pack it again: python -m antiforge_lib.data.packed"):
+        assert PairedFaces(index, "val", size=S).packed is None
+    with pytest.raises(ValueError, match="no current packed copy"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        PairedFaces(index, "val", size=S, packed=True)

@@ -33,6 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..self_blend import CODECS, FACE_BOX, alter, compress, draw_blend, self_blend
 from . import __all__  # noqa: F401 -- listed once, in the package, which re-exports them without importing torch
 from .index import MASK_THRESHOLD
+from .packed import PackedPairs
 
 # FaceForensics++ / timm legacy_xception normalisation: maps [0, 1] to [-1, 1].
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -77,11 +78,17 @@ class PairedFaces(torch.utils.data.Dataset):
         ``split == "train"``. Skipped if a class is absent.
     mean, std : sequence of 3 floats
         Per-channel normalisation, in [0, 1] units.
+    packed : bool, optional
+        Read the pixels from the cache's packed copy (:mod:`antiforge_lib.data.packed`: raw uint8, memory-mapped,
+        no decoding) instead of the PNGs. Default: when every row's cache has a current packed copy. True insists
+        on it (an error otherwise); False always decodes the PNGs. The items are the same either way.
 
     Attributes
     ----------
     items : pandas.DataFrame
         The rows actually served, after balancing; ``len(self) == len(items)``.
+    packed : PackedPairs or None
+        Where the rows lie in the packed copy, when it is read.
     counts : dict
         ``{"real": n, "fake": m}`` in the split, before balancing.
 
@@ -98,6 +105,7 @@ class PairedFaces(torch.utils.data.Dataset):
         balance: bool | None = None,
         mean: Sequence[float] = XCEPTION_MEAN,
         std: Sequence[float] = XCEPTION_STD,
+        packed: bool | None = None,
     ):
         missing = [c for c in REQUIRED_COLUMNS if c not in index.columns]
         if missing:
@@ -120,6 +128,12 @@ class PairedFaces(torch.utils.data.Dataset):
             extra = reals.iloc[np.arange(len(fakes) - len(reals)) % len(reals)]
             rows = pd.concat([rows, extra], ignore_index=True)
         self.items = rows
+        self.packed = PackedPairs.find(rows) if packed is not False else None
+        if packed and self.packed is None:
+            raise ValueError(
+                f"packed=True, but the {split!r} rows have no current packed copy; write it with "
+                "python -m antiforge_lib.data.packed CACHE_DIR"
+            )
 
         self.transform = pair_transform(self.size, self.augment, mean, std)
 
@@ -128,7 +142,11 @@ class PairedFaces(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         row = self.items.iloc[i]
-        hq, lq, mask = read_image(row["hq"], "RGB"), read_image(row["lq"], "RGB"), read_image(row["mask"], "L")
+        if self.packed is not None:
+            pixels = torch.from_numpy(self.packed[i])  # (7, S, S) uint8: HQ RGB, LQ RGB, mask
+            hq, lq, mask = pixels[0:3], pixels[3:6], pixels[6:7]
+        else:
+            hq, lq, mask = read_image(row["hq"], "RGB"), read_image(row["lq"], "RGB"), read_image(row["mask"], "L")
         if not (hq.shape[1:] == lq.shape[1:] == mask.shape[1:]):
             raise ValueError(
                 f"Pair crops differ in size: {row['hq']} {tuple(hq.shape[1:])}, "
@@ -185,6 +203,7 @@ def pair_dataloaders(
     device=None,
     train: torch.utils.data.Dataset | None = None,
     valid: torch.utils.data.Dataset | None = None,
+    packed: bool | None = None,
 ):
     """fastai ``DataLoaders`` over the "train" and "val" splits, plus ``.test``.
 
@@ -208,6 +227,8 @@ def pair_dataloaders(
         sampler's order (and not shuffled).
     valid : torch Dataset, optional
         Validate on this instead of the index's "val" split (served in order).
+    packed : bool, optional
+        Passed to :class:`PairedFaces`: read the cache's packed copy (default: when it is there and current).
 
     Returns
     -------
@@ -231,7 +252,7 @@ def pair_dataloaders(
     )
 
     def loader(split, **kw):
-        return torch.utils.data.DataLoader(PairedFaces(index, split, size=size), **opts, **kw)
+        return torch.utils.data.DataLoader(PairedFaces(index, split, size=size, packed=packed), **opts, **kw)
 
     if train is None:
         train = loader("train", shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(seed))
