@@ -295,7 +295,11 @@ def _learner(dls, model, loss_func, config, threshold, attention, own_cbs, cbs, 
         lr=config.lr,
         splitter=splitter,
         metrics=metrics,
-        cbs=own_cbs + _common_cbs(config, on_cuda, checkpoint, save_best) + list(cbs or []),
+        # batch_callbacks: the device-side augmentation of pair_dataloaders(augment_on="device"), when asked for
+        cbs=own_cbs
+        + list(getattr(dls, "batch_callbacks", []))
+        + _common_cbs(config, on_cuda, checkpoint, save_best)
+        + list(cbs or []),
         path=Path(path) if path is not None else None,
     )
     return _finish(learn, config, on_cuda)

@@ -293,3 +293,89 @@ def test_a_stale_packed_copy_is_not_read(cache):
     with pytest.raises(ValueError, match="no current packed copy"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         PairedFaces(index, "val", size=S, packed=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Augmentation as a batch transform on the device (pair_dataloaders(augment_on="device"))
+
+
+def _uint8_batch(index, n=8):
+    ds = PairedFaces(index, "train", size=S, decode_only=True)
+    items = [ds[i] for i in range(n)]
+    assert items[0][0].dtype == torch.uint8 and items[0][2].dtype == torch.uint8  # the workers only read
+    return ds, [torch.stack(t) for t in zip(*items, strict=True)]
+
+
+def test_batch_augmentation_is_the_per_pair_transform_pair_by_pair(index):
+    from antiforge_lib.data import augment_pair_batch, pair_transform
+
+    ds, (hq, lq, mask, label) = _uint8_batch(index)
+    torch.manual_seed(5)
+    got = augment_pair_batch(ds.transform, hq, lq, mask)
+    torch.manual_seed(5)
+    reference = pair_transform(S, augment=True)  # a fresh one: the transform holds no state between pairs
+    want = [reference(hq[b], lq[b], mask[b]) for b in range(len(hq))]
+    for k in range(3):
+        assert torch.equal(got[k], torch.stack([w[k] for w in want]))
+    assert got[0].shape == (8, 3, S, S) and got[2].shape == (8, 1, S, S) and got[0].dtype == torch.float32
+
+
+def test_batch_augmentation_moves_hq_lq_and_mask_together_and_repeats_with_the_seed(index):
+    from antiforge_lib.data import augment_pair_batch
+
+    ds, (hq, lq, mask, label) = _uint8_batch(index)
+    centroids = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        a = augment_pair_batch(ds.transform, hq, lq, mask)
+        torch.manual_seed(seed)
+        b = augment_pair_batch(ds.transform, hq, lq, mask)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # the same seed, the same batch
+        for i in range(len(hq)):
+            b_hq, b_lq = _bright(a[0][i]), _bright(a[1][i])
+            # The square lands on the same pixels in HQ and LQ, up to their noise at its blurred edge.
+            assert (b_hq & b_lq).sum() / (b_hq | b_lq).sum() > 0.85
+            assert (_centroid(b_hq) - _centroid(b_lq)).abs().max() < 0.5
+            if label[i] == 1:  # and under the mask (nearest neighbour: edges may differ by a pixel)
+                m = a[2][i, 0].bool()
+                assert set(a[2][i].unique().tolist()) <= {0.0, 1.0}
+                assert (m & b_hq).sum() / (m | b_hq).sum() > 0.6
+                assert (_centroid(m) - _centroid(b_hq)).abs().max() < 1.5
+            centroids.append(_centroid(b_hq))
+    assert torch.stack(centroids).std(0).min() > 0.3  # crops and flips really vary
+
+
+def test_augment_on_device_trains_on_float_batches_the_callback_makes(cache):
+    import warnings as w
+
+    from antiforge_lib.callbacks import AugmentOnDevice
+    from antiforge_lib.data.pairs import load_index
+    from antiforge_lib.learner import TrainConfig, anticompression_learner
+
+    with w.catch_warnings():
+        w.simplefilter("ignore", FutureWarning)
+        from fastai.callback.core import Callback
+
+    class Seen(Callback):
+        order = 50
+
+        def __init__(self):
+            self.batches = []
+
+        def after_pred(self):
+            self.batches.append((self.training, self.learn.xb[0].dtype, tuple(self.learn.xb[0].shape[1:])))
+
+    dls = pair_dataloaders(load_index(cache), size=24, bs=4, num_workers=0, device="cpu", augment_on="device")
+    assert [type(cb) for cb in dls.batch_callbacks] == [AugmentOnDevice]
+    assert next(iter(dls.train))[0].dtype == torch.uint8
+    config = TrainConfig(backbone="resnet18", cut="layer3", size=24, batch_size=4, patience=None)
+    seen = Seen()
+    learn = anticompression_learner(dls, config, cbs=[seen])
+    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    with w.catch_warnings():
+        w.simplefilter("ignore")
+        learn.fit(1)
+    assert seen.batches and {b[1:] for b in seen.batches} == {(torch.float32, (3, 24, 24))}
+    assert {b[0] for b in seen.batches} == {True, False}
+    with pytest.raises(ValueError, match="augment_on"):
+        pair_dataloaders(load_index(cache), augment_on="gpu")

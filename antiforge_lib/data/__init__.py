@@ -26,6 +26,7 @@ __all__ = [
     "PairedFaces",
     "pair_dataloaders",
     "pair_transform",
+    "augment_pair_batch",
     "SelfBlendedPairs",
     "StreamSampler",
     "self_blend_dataloaders",

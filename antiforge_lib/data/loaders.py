@@ -82,6 +82,10 @@ class PairedFaces(torch.utils.data.Dataset):
         Read the pixels from the cache's packed copy (:mod:`antiforge_lib.data.packed`: raw uint8, memory-mapped,
         no decoding) instead of the PNGs. Default: when every row's cache has a current packed copy. True insists
         on it (an error otherwise); False always decodes the PNGs. The items are the same either way.
+    decode_only : bool, default False
+        Serve the pixels as the cache holds them -- uint8 ``(3, S0, S0)``, ``(3, S0, S0)`` and a ``(1, S0, S0)`` mask
+        in {0, 255} -- with no transform: the batch transform :func:`augment_pair_batch` does the rest on the device
+        (``pair_dataloaders(..., augment_on="device")``).
 
     Attributes
     ----------
@@ -106,6 +110,7 @@ class PairedFaces(torch.utils.data.Dataset):
         mean: Sequence[float] = XCEPTION_MEAN,
         std: Sequence[float] = XCEPTION_STD,
         packed: bool | None = None,
+        decode_only: bool = False,
     ):
         missing = [c for c in REQUIRED_COLUMNS if c not in index.columns]
         if missing:
@@ -135,6 +140,7 @@ class PairedFaces(torch.utils.data.Dataset):
                 "python -m antiforge_lib.data.packed CACHE_DIR"
             )
 
+        self.decode_only = bool(decode_only)
         self.transform = pair_transform(self.size, self.augment, mean, std)
 
     def __len__(self) -> int:
@@ -152,7 +158,8 @@ class PairedFaces(torch.utils.data.Dataset):
                 f"Pair crops differ in size: {row['hq']} {tuple(hq.shape[1:])}, "
                 f"{row['lq']} {tuple(lq.shape[1:])}, {row['mask']} {tuple(mask.shape[1:])}."
             )
-        hq, lq, mask = self.transform(hq, lq, mask)
+        if not self.decode_only:
+            hq, lq, mask = self.transform(hq, lq, mask)
         label = torch.tensor(int(row["label"]), dtype=torch.int64)
         return hq, lq, mask, label
 
@@ -194,6 +201,18 @@ def pair_transform(
     return apply
 
 
+def augment_pair_batch(transform, hq: torch.Tensor, lq: torch.Tensor, mask: torch.Tensor):
+    """Apply a :func:`pair_transform` to each pair of a uint8 batch, on the batch's device.
+
+    ``hq, lq`` are ``(B, 3, S0, S0)`` and ``mask`` ``(B, 1, S0, S0)`` (0 / 255), e.g. from
+    ``PairedFaces(..., decode_only=True)``; returns float32 ``(B, 3, S, S)`` twice and ``(B, 1, S, S)`` in {0, 1}.
+    Pair ``b`` gets exactly what ``transform(hq[b], lq[b], mask[b])`` gives: its own crop and flip, drawn from
+    torch's CPU generator (so no device -> host sync), shared by its HQ, LQ and mask.
+    """
+    out = [transform(h, l_, m) for h, l_, m in zip(hq, lq, mask, strict=True)]
+    return tuple(torch.stack(t) for t in zip(*out, strict=True))
+
+
 def pair_dataloaders(
     index: pd.DataFrame,
     size: int = 299,
@@ -204,6 +223,7 @@ def pair_dataloaders(
     train: torch.utils.data.Dataset | None = None,
     valid: torch.utils.data.Dataset | None = None,
     packed: bool | None = None,
+    augment_on: str = "workers",
 ):
     """fastai ``DataLoaders`` over the "train" and "val" splits, plus ``.test``.
 
@@ -229,6 +249,11 @@ def pair_dataloaders(
         Validate on this instead of the index's "val" split (served in order).
     packed : bool, optional
         Passed to :class:`PairedFaces`: read the cache's packed copy (default: when it is there and current).
+    augment_on : {"workers", "device"}, default "workers"
+        Where the training split is augmented and converted to float. "device": the workers only read (uint8 at
+        the cache's size) and :class:`~antiforge_lib.callbacks.AugmentOnDevice`, listed in
+        ``dls.batch_callbacks`` (the learners add it), does the same per-pair transform on the batch's device.
+        Validation and test are resized and normalised in the workers either way.
 
     Returns
     -------
@@ -241,6 +266,8 @@ def pair_dataloaders(
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
         from fastai.data.core import DataLoaders
 
+    if augment_on not in ("workers", "device"):
+        raise ValueError(f"augment_on must be 'workers' or 'device', got {augment_on!r}")
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -251,11 +278,19 @@ def pair_dataloaders(
         pin_memory=torch.cuda.is_available(),
     )
 
-    def loader(split, **kw):
-        return torch.utils.data.DataLoader(PairedFaces(index, split, size=size, packed=packed), **opts, **kw)
+    def loader(split, decode_only=False, **kw):
+        ds = PairedFaces(index, split, size=size, packed=packed, decode_only=decode_only)
+        return torch.utils.data.DataLoader(ds, **opts, **kw)
 
+    batch_callbacks = []
     if train is None:
-        train = loader("train", shuffle=True, drop_last=False, generator=torch.Generator().manual_seed(seed))
+        on_device = augment_on == "device"
+        generator = torch.Generator().manual_seed(seed)
+        train = loader("train", decode_only=on_device, shuffle=True, drop_last=False, generator=generator)
+        if on_device:
+            from ..callbacks import AugmentOnDevice
+
+            batch_callbacks.append(AugmentOnDevice(train.dataset.transform))
     elif getattr(train, "sampler", None) is not None:
         train = torch.utils.data.DataLoader(train, sampler=train.sampler, **opts)
     else:
@@ -267,6 +302,7 @@ def pair_dataloaders(
     dls = DataLoaders(train, valid, device=device)
     # Plain torch loaders have no .to(), so fastai skips its device setter; record it for Learner.
     dls._device = device
+    dls.batch_callbacks = batch_callbacks
     dls.test = loader("test", shuffle=False) if "test" in set(index["split"]) else None
     return dls
 
