@@ -1,8 +1,8 @@
 """A packed copy of a pair cache: one raw uint8 array per split, memory-mapped, so that loaders decode nothing.
 
-Decoding the PNGs of a 299 px cache costs about 6 ms of one core per pair (HQ, LQ and mask; see
-``benchmarks/README.md``), more than a GPU needs to train on the pair. The packed copy holds the same pixels,
-uncompressed, so reading a pair is a copy out of the page cache.
+Decoding the PNGs of a 299 px cache costs about 4-5 ms of one core per pair (HQ, LQ and mask; see
+``benchmarks/README.md``), more than a GPU needs to train on the pair (about 2.4 ms on an H100). The packed copy
+holds the same pixels, uncompressed, so reading a pair is a copy out of the page cache.
 
 Layout, beside ``index.csv`` in the cache folder:
 
