@@ -49,6 +49,7 @@ with quiet_import():
 __all__ = [
     "AdversarialAlignment",
     "LossBreakdown",
+    "AugmentOnDevice",
     "SelectInput",
     "SetEpoch",
     "ScoreEachEpoch",
@@ -310,6 +311,31 @@ def plot_loss_breakdown(source, per: str = "epoch", components: tuple[str, ...] 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs and GPU efficiency
+
+
+class AugmentOnDevice(Callback):
+    """The training augmentation as a batch transform, on whatever device the batch is on.
+
+    With ``pair_dataloaders(..., augment_on="device")`` the loader's workers only read the training pairs (uint8);
+    in ``before_batch`` (after fastai moved the batch to the model's device) this applies ``transform`` (the split's
+    :func:`~antiforge_lib.data.pair_transform`) to each pair with :func:`~antiforge_lib.data.augment_pair_batch`:
+    one random resized crop and flip per pair, shared by its HQ, LQ and mask (nearest neighbour for the mask), then
+    the float conversion and normalisation. Batches that are not uint8 (validation, test) pass untouched.
+    """
+
+    order = -10  # before SelectInput and MixedPrecision: they see the finished float batch
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def before_batch(self):
+        if not self.training or len(self.learn.xb) != 2 or self.learn.xb[0].dtype != torch.uint8:
+            return
+        from .data.loaders import augment_pair_batch
+
+        (hq, lq), (mask, *rest) = self.learn.xb, self.learn.yb
+        hq, lq, mask = augment_pair_batch(self.transform, hq, lq, mask)
+        self.learn.xb, self.learn.yb = (hq, lq), (mask, *rest)
 
 
 class SelectInput(Callback):

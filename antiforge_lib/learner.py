@@ -78,6 +78,7 @@ class TwoBranchLoss(nn.Module):
             use_transfer=config.transfer,
             reduction=config.reduction,
             use_gan=False,  # the critic lives in a callback; it adds lambda_gan * L_Gan in after_loss
+            validate=False,  # no host sync per batch: the loaders make valid labels and masks (losses docstring)
         )
         self.parts: dict[str, Tensor] = {}
 
@@ -89,6 +90,7 @@ class TwoBranchLoss(nn.Module):
 class SingleBranchLoss(nn.Module):
     """Loss of a :class:`SingleBranchNet`: cross-entropy on ``logits`` (``head="ce"``), or the metric loss on
     ``c`` plus ``lambda_at`` times the attention cross-entropy when the net has attention (``head="metric"``).
+    Values are not validated (no host sync per batch), as in :class:`TwoBranchLoss`.
 
     ``parts`` keys: ``ce`` or ``metric`` (+ ``attention``), and ``total``.
     """
@@ -112,10 +114,10 @@ class SingleBranchLoss(nn.Module):
             parts["ce"] = F.cross_entropy(pred.logits.float(), label.long())
             total = parts["ce"]
         else:
-            parts["metric"] = metric_loss(pred.c, label, self.r_minus, self.r_plus, self.reduction)
+            parts["metric"] = metric_loss(pred.c, label, self.r_minus, self.r_plus, self.reduction, validate=False)
             total = parts["metric"]
         if pred.m is not None and self.lambda_at > 0:
-            parts["attention"] = attention_loss(pred.m, mask)
+            parts["attention"] = attention_loss(pred.m, mask, validate=False)
             total = total + self.lambda_at * parts["attention"]
         parts["total"] = total
         self.parts = {k: v.detach().float() for k, v in parts.items()}
@@ -292,7 +294,11 @@ def _learner(dls, model, loss_func, config, threshold, attention, own_cbs, cbs, 
         lr=config.lr,
         splitter=splitter,
         metrics=metrics,
-        cbs=own_cbs + _common_cbs(config, on_cuda, checkpoint, save_best) + list(cbs or []),
+        # batch_callbacks: the device-side augmentation of pair_dataloaders(augment_on="device"), when asked for
+        cbs=own_cbs
+        + list(getattr(dls, "batch_callbacks", []))
+        + _common_cbs(config, on_cuda, checkpoint, save_best)
+        + list(cbs or []),
         path=Path(path) if path is not None else None,
     )
     return _finish(learn, config, on_cuda)

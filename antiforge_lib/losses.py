@@ -23,6 +23,12 @@ reading, for comparison.
 Conventions: ``B`` is the batch size; ``is_fake`` holds one label per sample in {0, 1} (1 = fake); embeddings
 ``c`` are ``(B, d)``; attention maps ``m`` are ``(B, 1, h, w)`` with values in [0, 1] (sigmoid outputs);
 ground-truth masks are ``(B, 1, H, W)`` in {0, 1}, all zeros for real faces. Every loss returns a 0-d tensor.
+
+Validation happens at the API boundary, as in scikit-learn. Shapes and dtypes are always checked (free: no data is
+read). The checks of VALUES -- labels in {0, 1}, a binary mask, maps in [0, 1] -- read the data, which on a GPU is a
+device -> host synchronisation per check, so they run only with ``validate=True`` (the default, for direct calls).
+The learners (:mod:`antiforge_lib.learner`) pass ``validate=False``: their loaders make valid labels and masks by
+construction and their maps are sigmoid outputs, and a training step must not wait for the host.
 """
 
 from __future__ import annotations
@@ -82,8 +88,11 @@ def _check_embeddings(c, name: str) -> torch.Tensor:
     return c
 
 
-def _check_labels(is_fake, batch: int) -> torch.Tensor:
-    """Return ``is_fake`` as a bool tensor of shape (B,); accepts bool, integer or float tensors."""
+def _check_labels(is_fake, batch: int, validate: bool = True) -> torch.Tensor:
+    """Return ``is_fake`` as a bool tensor of shape (B,); accepts bool, integer or float tensors.
+
+    The values are checked (a host sync) only with ``validate``; without, any value other than 1 reads as real.
+    """
     _check_tensor(is_fake, "is_fake")
     if is_fake.dim() == 2 and is_fake.shape[1] == 1:  # a (B, 1) column is a common slip; accept it
         is_fake = is_fake[:, 0]
@@ -91,10 +100,31 @@ def _check_labels(is_fake, batch: int) -> torch.Tensor:
         raise ValueError(f"is_fake must have shape ({batch},), one label per sample; got shape {_shape(is_fake)}")
     if is_fake.dtype == torch.bool:
         return is_fake
+    if validate:
+        _check_label_values(is_fake)
+    return is_fake == 1
+
+
+def _check_label_values(is_fake: torch.Tensor) -> None:
+    """Labels must be 0 or 1. Reads the values: a device -> host sync on a GPU."""
     if not ((is_fake == 0) | (is_fake == 1)).all():
         bad = is_fake[(is_fake != 0) & (is_fake != 1)].unique()[:5].tolist()
         raise ValueError(f"is_fake must hold labels in {{0, 1}} (1 = fake); found {bad}")
-    return is_fake == 1
+
+
+def _check_binary_mask(mask: torch.Tensor) -> None:
+    """Mask values must be 0 or 1. Reads the values: a device -> host sync on a GPU."""
+    if not ((mask == 0) | (mask == 1)).all():
+        raise ValueError(
+            "mask must be binary, values in {0, 1}; binarize the grey-level mask first "
+            "(the paper divides by 255 and thresholds at 0.1, Sec. 4.2)"
+        )
+
+
+def _check_probabilities(m: torch.Tensor, name: str) -> None:
+    """Map values must lie in [0, 1] (NaN passes: a diverged run is reported by its loss). A host sync on a GPU."""
+    if ((m < 0) | (m > 1)).any():
+        raise ValueError(f"{name} must hold probabilities in [0, 1]; pass the sigmoid of the attention logits")
 
 
 def _check_map(m, name: str) -> torch.Tensor:
@@ -134,7 +164,12 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def metric_loss(
-    c: torch.Tensor, is_fake: torch.Tensor, r_minus: float = 0.1, r_plus: float = 18.0, reduction: str = "mean"
+    c: torch.Tensor,
+    is_fake: torch.Tensor,
+    r_minus: float = 0.1,
+    r_plus: float = 18.0,
+    reduction: str = "mean",
+    validate: bool = True,
 ) -> torch.Tensor:
     """Metric loss of one branch (the first two, or last-but-one two, lines of eq. 6).
 
@@ -158,6 +193,8 @@ def metric_loss(
         Radii in embedding units, ``0 <= r_minus < r_plus`` (paper: 0.1 and 18.0).
     reduction : {"mean", "sum"}, default "mean"
         Mean or sum (eq. 6 as printed) of the hinges over the batch.
+    validate : bool, default True
+        Check that the labels are 0 or 1 (a host sync on a GPU; the learners skip it, see the module docstring).
 
     Returns
     -------
@@ -165,7 +202,7 @@ def metric_loss(
         Mean (or sum of the) hinge over the batch, in embedding-norm units.
     """
     _check_embeddings(c, "c")
-    fake = _check_labels(is_fake, c.shape[0]).to(c.device)
+    fake = _check_labels(is_fake, c.shape[0], validate).to(c.device)
     if not 0 <= r_minus < r_plus:
         raise ValueError(f"the radii must satisfy 0 <= r_minus < r_plus; got r_minus={r_minus}, r_plus={r_plus}")
     norm = torch.linalg.vector_norm(c, dim=1)
@@ -201,7 +238,7 @@ def pair_loss(c_hq: torch.Tensor, c_lq: torch.Tensor, reduction: str = "mean") -
 # L_AT, eq. 5
 
 
-def resize_mask(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+def resize_mask(mask: torch.Tensor, size: int | tuple[int, int], validate: bool = True) -> torch.Tensor:
     """Bring a binary manipulation mask to an attention map's resolution.
 
     Each output pixel is the fraction of its input window that is manipulated (area average,
@@ -215,6 +252,8 @@ def resize_mask(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
         Ground-truth mask with values in {0, 1} (bool, integer or float), all zeros for real faces.
     size : int or (h, w)
         Target size, usually ``m.shape[-2:]`` of the attention map.
+    validate : bool, default True
+        Check that the mask is binary (a host sync on a GPU; the learners skip it).
 
     Returns
     -------
@@ -225,11 +264,8 @@ def resize_mask(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
     if mask.dim() != 4 or mask.shape[1] != 1:
         hint = " (add the channel axis with .unsqueeze(1))" if mask.dim() == 3 else ""
         raise ValueError(f"mask must have shape (B, 1, H, W){hint}; got shape {_shape(mask)}")
-    if not ((mask == 0) | (mask == 1)).all():
-        raise ValueError(
-            "mask must be binary, values in {0, 1}; binarize the grey-level mask first "
-            "(the paper divides by 255 and thresholds at 0.1, Sec. 4.2)"
-        )
+    if validate:
+        _check_binary_mask(mask)
     size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be a positive int or a pair (h, w); got {size}")
@@ -239,7 +275,7 @@ def resize_mask(mask: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor
     return (F.adaptive_avg_pool2d(mask, size) >= 0.5).to(mask.dtype)
 
 
-def attention_loss(m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attention_loss(m: torch.Tensor, mask: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """Per-pixel binary cross-entropy between an attention map and the mask (first two lines of eq. 5).
 
     ``-(1/N) sum [M_gt log M + (1 - M_gt) log(1 - M)]`` over the ``N`` pixels of each map, then averaged over the
@@ -256,6 +292,8 @@ def attention_loss(m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         Attention map ``M_H`` or ``M_L``, values in [0, 1] (sigmoid output, not logits).
     mask : Tensor of shape (B, 1, H, W)
         Ground-truth mask ``M_gt`` in {0, 1} at any resolution; all zeros for real faces.
+    validate : bool, default True
+        Check that ``m`` lies in [0, 1] and ``mask`` is binary (host syncs on a GPU; the learners skip them).
 
     Returns
     -------
@@ -266,9 +304,9 @@ def attention_loss(m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     _check_tensor(mask, "mask")
     if mask.dim() == 4 and mask.shape[0] != m.shape[0]:
         raise ValueError(f"m and mask must hold the same number of samples; got {m.shape[0]} and {mask.shape[0]}")
-    if ((m < 0) | (m > 1)).any():
-        raise ValueError("m must hold probabilities in [0, 1]; pass the sigmoid of the attention logits")
-    target = resize_mask(mask.to(m.device), m.shape[-2:])
+    if validate:
+        _check_probabilities(m, "m")
+    target = resize_mask(mask.to(m.device), m.shape[-2:], validate)
     with torch.autocast(device_type=m.device.type, enabled=False):
         m = m.float()
         # A map that went NaN (a diverged run) must give a NaN loss, which the training loop reports as divergence,
@@ -485,6 +523,9 @@ class AntiCompressionLoss(nn.Module):
         How ``L_Dis`` (the metric and pair terms) reduces over the batch: "sum" is eq. 6 as printed. The other
         terms are means either way (eq. 2 is an expectation, eq. 5's cross-entropy is averaged, its transfer term
         has no sum).
+    validate : bool, default True
+        Check the values of labels, masks and maps on every call (host syncs on a GPU). The learners build this
+        loss with False, so that a training step never waits for the host; shapes are checked either way.
     """
 
     def __init__(
@@ -501,6 +542,7 @@ class AntiCompressionLoss(nn.Module):
         use_gan: bool = True,
         detach_hq: bool = True,
         reduction: str = "mean",
+        validate: bool = True,
     ):
         super().__init__()
         for name, value in (("lambda_gan", lambda_gan), ("lambda_at", lambda_at), ("lambda_pair", lambda_pair)):
@@ -510,7 +552,7 @@ class AntiCompressionLoss(nn.Module):
             raise ValueError(f"the radii must satisfy 0 <= r_minus < r_plus; got r_minus={r_minus}, r_plus={r_plus}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        self.reduction = reduction
+        self.reduction, self.validate = reduction, bool(validate)
         self.lambda_gan, self.lambda_at, self.lambda_pair = lambda_gan, lambda_at, lambda_pair
         self.r_minus, self.r_plus = r_minus, r_plus
         self.use_metric, self.use_pair, self.use_gan = use_metric, use_pair, use_gan
@@ -570,8 +612,9 @@ class AntiCompressionLoss(nn.Module):
         parts = dict.fromkeys(PART_NAMES, zero)
         total = zero
         if self.use_metric:
-            parts["metric_hq"] = metric_loss(c_hq, is_fake, self.r_minus, self.r_plus, self.reduction)
-            parts["metric_lq"] = metric_loss(c_lq, is_fake, self.r_minus, self.r_plus, self.reduction)
+            radii = (self.r_minus, self.r_plus)
+            parts["metric_hq"] = metric_loss(c_hq, is_fake, *radii, self.reduction, self.validate)
+            parts["metric_lq"] = metric_loss(c_lq, is_fake, *radii, self.reduction, self.validate)
             total = total + parts["metric_hq"] + parts["metric_lq"]
         if self.use_pair and self.lambda_pair > 0:
             parts["pair"] = pair_loss(c_hq, c_lq, self.reduction)
@@ -582,8 +625,8 @@ class AntiCompressionLoss(nn.Module):
                     raise ValueError(
                         "mask is None but the attention terms are on; pass the masks or use_attention=False"
                     )
-                parts["attention_hq"] = attention_loss(m_hq, mask)
-                parts["attention_lq"] = attention_loss(m_lq, mask)
+                parts["attention_hq"] = attention_loss(m_hq, mask, self.validate)
+                parts["attention_lq"] = attention_loss(m_lq, mask, self.validate)
                 total = total + self.lambda_at * (parts["attention_hq"] + parts["attention_lq"])
             if self.use_transfer:
                 parts["transfer"] = attention_transfer_loss(m_hq, m_lq, detach_hq=self.detach_hq)

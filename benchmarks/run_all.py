@@ -23,7 +23,7 @@ from common import print_table
 from provenance import write_results
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_train.py", "bench_data.py", "bench_jpeg.py"]
+SCRIPTS = ["bench_train.py", "bench_data.py", "bench_loader299.py", "bench_jpeg.py"]
 
 
 def main():

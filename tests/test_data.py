@@ -1,5 +1,9 @@
 """antiforge_lib.data on a tiny synthetic pair index: shapes, normalisation, shared augmentation, balancing."""
 
+import pickle
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,6 +132,37 @@ def test_augmentation_is_reproducible_with_manual_seed(index):
         assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize(("size", "src", "augment"), [(32, 32, True), (48, 20, True), (32, 50, False)])
+def test_pair_transform_is_torchvisions_v2_compose_bit_for_bit(size, src, augment):
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from antiforge_lib.data import pair_transform
+
+    geometry = (
+        [v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True), v2.RandomHorizontalFlip()]
+        if augment
+        else [v2.Resize((size, size), antialias=True)]
+    )
+    to_float = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(XCEPTION_MEAN, XCEPTION_STD)]
+    reference = v2.Compose([*geometry, *to_float])
+    ours = pair_transform(size, augment)
+    g = torch.Generator().manual_seed(0)
+    for seed in range(12):
+        hq, lq = (torch.randint(0, 256, (3, src, src), dtype=torch.uint8, generator=g) for _ in range(2))
+        mask = (torch.rand(1, src, src, generator=g) > 0.5).to(torch.uint8) * 255
+        torch.manual_seed(seed)
+        got = ours(hq, lq, mask)
+        after_ours = torch.rand(1)  # the generator was advanced exactly as much
+        torch.manual_seed(seed)
+        want = reference(tv_tensors.Image(hq), tv_tensors.Image(lq), tv_tensors.Mask(mask))
+        after_reference = torch.rand(1)
+        want = (want[0], want[1], (want[2].float() / 255 > 0.5).float())
+        for x, y in zip(got, want, strict=True):
+            assert torch.equal(x, y.as_subclass(torch.Tensor))
+        assert torch.equal(after_ours, after_reference)
+
+
 def test_train_is_balanced_by_oversampling_reals_and_val_is_not(index):
     train = PairedFaces(index, "train", size=S)
     assert train.counts == {"real": 2, "fake": 6}
@@ -192,3 +227,155 @@ def test_pair_dataloaders(index):
 
     no_test = pair_dataloaders(index[index["split"] != "test"], size=S, bs=4, num_workers=0)
     assert no_test.test is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The packed copy of a cache (antiforge_lib.data.packed): raw uint8 per split, read instead of the PNGs
+
+
+@pytest.fixture
+def cache(tmp_path):
+    """A pair cache as prepare_pairs lays it out: <method>/<video>/<frame>_{hq,lq,mask}.png and index.csv."""
+    from antiforge_lib.data.index import INDEX_COLUMNS
+
+    root, rng, rows = tmp_path / "cache", np.random.default_rng(1), []
+    for split, n_fake, n_real in LAYOUT:
+        for k in range(n_fake + n_real):
+            fake, video = k < n_fake, f"{split}{k:03d}"
+            method = "SelfBlend" if fake else "original"
+            (root / method / video).mkdir(parents=True)
+            paths = _write_pair(root / method / video, "0000", fake, rng)
+            rel = {key: str(Path(p).relative_to(root)) for key, p in paths.items()}
+            rows.append(dict(split=split, method=method, video=video, frame=0, label=int(fake), **rel))
+    frame = pd.DataFrame(rows).assign(x0=0, y0=0, x1=S, y1=S)[INDEX_COLUMNS]
+    frame.to_csv(root / "index.csv", index=False)
+    return root
+
+
+def test_packed_copy_holds_the_pngs_pixels_and_gives_the_same_items(cache):
+    from antiforge_lib.data.packed import PackedPairs, pack_cache
+    from antiforge_lib.data.pairs import load_index
+
+    index = load_index(cache)
+    assert PairedFaces(index, "train", size=S).packed is None  # nothing packed yet: the PNGs
+    written = pack_cache(cache, progress=False)
+    assert sorted(written) == ["test", "train", "val"]
+    arr = np.load(written["val"])
+    assert arr.dtype == np.uint8 and arr.shape == (3, 7, S, S)
+    for j, row in enumerate(index[index.split == "val"].itertuples()):  # channels against Pillow's decode
+        assert np.array_equal(arr[j, :3].transpose(1, 2, 0), np.array(Image.open(row.hq)))
+        assert np.array_equal(arr[j, 3:6].transpose(1, 2, 0), np.array(Image.open(row.lq)))
+        assert np.array_equal(arr[j, 6], np.array(Image.open(row.mask)))
+    for split in ("train", "val"):
+        fast, slow = PairedFaces(index, split, size=S), PairedFaces(index, split, size=S, packed=False)
+        assert isinstance(fast.packed, PackedPairs) and slow.packed is None
+        fast[0]
+        fast.packed = pickle.loads(pickle.dumps(fast.packed))  # as a spawned worker gets it: mapped anew
+        assert fast.packed._arrays == {}
+        for i in range(len(fast)):  # balanced train repeats reals: every row still finds its pixels
+            torch.manual_seed(i)
+            a = fast[i]
+            torch.manual_seed(i)
+            b = slow[i]
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_a_stale_packed_copy_is_not_read(cache):
+    from antiforge_lib.data.packed import pack_cache
+    from antiforge_lib.data.pairs import load_index
+
+    pack_cache(cache, progress=False)
+    text = (cache / "index.csv").read_text()
+    (cache / "index.csv").write_text(text.replace(",0,0,", ",1,0,", 1))  # the cache was prepared again
+    index = load_index(cache)
+    with pytest.warns(UserWarning, match="Pack it again: python -m antiforge_lib.data.packed"):
+        assert PairedFaces(index, "val", size=S).packed is None
+    with pytest.raises(ValueError, match="no current packed copy"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        PairedFaces(index, "val", size=S, packed=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Augmentation as a batch transform on the device (pair_dataloaders(augment_on="device"))
+
+
+def _uint8_batch(index, n=8):
+    ds = PairedFaces(index, "train", size=S, decode_only=True)
+    items = [ds[i] for i in range(n)]
+    assert items[0][0].dtype == torch.uint8 and items[0][2].dtype == torch.uint8  # the workers only read
+    return ds, [torch.stack(t) for t in zip(*items, strict=True)]
+
+
+def test_batch_augmentation_is_the_per_pair_transform_pair_by_pair(index):
+    from antiforge_lib.data import augment_pair_batch, pair_transform
+
+    ds, (hq, lq, mask, label) = _uint8_batch(index)
+    torch.manual_seed(5)
+    got = augment_pair_batch(ds.transform, hq, lq, mask)
+    torch.manual_seed(5)
+    reference = pair_transform(S, augment=True)  # a fresh one: the transform holds no state between pairs
+    want = [reference(hq[b], lq[b], mask[b]) for b in range(len(hq))]
+    for k in range(3):
+        assert torch.equal(got[k], torch.stack([w[k] for w in want]))
+    assert got[0].shape == (8, 3, S, S) and got[2].shape == (8, 1, S, S) and got[0].dtype == torch.float32
+
+
+def test_batch_augmentation_moves_hq_lq_and_mask_together_and_repeats_with_the_seed(index):
+    from antiforge_lib.data import augment_pair_batch
+
+    ds, (hq, lq, mask, label) = _uint8_batch(index)
+    centroids = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        a = augment_pair_batch(ds.transform, hq, lq, mask)
+        torch.manual_seed(seed)
+        b = augment_pair_batch(ds.transform, hq, lq, mask)
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # the same seed, the same batch
+        for i in range(len(hq)):
+            b_hq, b_lq = _bright(a[0][i]), _bright(a[1][i])
+            # The square lands on the same pixels in HQ and LQ, up to their noise at its blurred edge.
+            assert (b_hq & b_lq).sum() / (b_hq | b_lq).sum() > 0.85
+            assert (_centroid(b_hq) - _centroid(b_lq)).abs().max() < 0.5
+            if label[i] == 1:  # and under the mask (nearest neighbour: edges may differ by a pixel)
+                m = a[2][i, 0].bool()
+                assert set(a[2][i].unique().tolist()) <= {0.0, 1.0}
+                assert (m & b_hq).sum() / (m | b_hq).sum() > 0.6
+                assert (_centroid(m) - _centroid(b_hq)).abs().max() < 1.5
+            centroids.append(_centroid(b_hq))
+    assert torch.stack(centroids).std(0).min() > 0.3  # crops and flips really vary
+
+
+def test_augment_on_device_trains_on_float_batches_the_callback_makes(cache):
+    import warnings as w
+
+    from antiforge_lib.callbacks import AugmentOnDevice
+    from antiforge_lib.data.pairs import load_index
+    from antiforge_lib.learner import TrainConfig, anticompression_learner
+
+    with w.catch_warnings():
+        w.simplefilter("ignore", FutureWarning)
+        from fastai.callback.core import Callback
+
+    class Seen(Callback):
+        order = 50
+
+        def __init__(self):
+            self.batches = []
+
+        def after_pred(self):
+            self.batches.append((self.training, self.learn.xb[0].dtype, tuple(self.learn.xb[0].shape[1:])))
+
+    dls = pair_dataloaders(load_index(cache), size=24, bs=4, num_workers=0, device="cpu", augment_on="device")
+    assert [type(cb) for cb in dls.batch_callbacks] == [AugmentOnDevice]
+    assert next(iter(dls.train))[0].dtype == torch.uint8
+    config = TrainConfig(backbone="resnet18", cut="layer3", size=24, batch_size=4, patience=None)
+    seen = Seen()
+    learn = anticompression_learner(dls, config, cbs=[seen])
+    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    with w.catch_warnings():
+        w.simplefilter("ignore")
+        learn.fit(1)
+    assert seen.batches and {b[1:] for b in seen.batches} == {(torch.float32, (3, 24, 24))}
+    assert {b[0] for b in seen.batches} == {True, False}
+    with pytest.raises(ValueError, match="augment_on"):
+        pair_dataloaders(load_index(cache), augment_on="gpu")

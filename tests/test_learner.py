@@ -585,3 +585,59 @@ def test_make_dataloaders_follows_self_blend(tmp_path):
     assert isinstance(stream.train.dataset, SelfBlendedPairs) and len(stream.train.dataset) == 8
     cached = make_dataloaders(index, demo(), num_workers=0, device="cpu")
     assert isinstance(cached.train.dataset, PairedFaces)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# No host syncs from input validation in the training step (issue 17)
+
+
+class InTrainingBatch(Callback):
+    """Sets ``active`` from before_batch to after_batch of every training batch."""
+
+    active = False
+
+    def before_batch(self):
+        InTrainingBatch.active = self.training
+
+    def after_batch(self):
+        InTrainingBatch.active = False
+
+
+@pytest.mark.parametrize("make", ["two", "single"])
+def test_training_steps_call_no_value_validator(make, monkeypatch):
+    from antiforge_lib import learner as learner_module
+    from antiforge_lib import losses
+
+    calls = []
+    for name in ("_check_label_values", "_check_binary_mask", "_check_probabilities"):
+        real = getattr(losses, name)
+
+        def counted(*args, _real=real, _name=name):
+            if InTrainingBatch.active:
+                calls.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(losses, name, counted)
+    if make == "two":
+        learn = anticompression_learner(tiny_dls(), demo(), cbs=[InTrainingBatch()])
+    else:
+        learn = single_branch_learner(tiny_dls(), demo(), head="metric", attention=True, cbs=[InTrainingBatch()])
+    quiet(learn).fit(1)
+    assert calls == []
+    # The counter does see validation when the loss asks for it.
+    if make == "two":
+        learn.loss_func.loss.validate = True
+    else:
+        monkeypatch.setattr(learner_module, "metric_loss", partial_validating(losses.metric_loss))
+    learn.fit(1)
+    assert "_check_label_values" in calls
+
+
+def partial_validating(fn):
+    """``fn`` with its ``validate`` keyword forced on."""
+
+    def call(*args, **kwargs):
+        kwargs["validate"] = True
+        return fn(*args, **kwargs)
+
+    return call

@@ -412,6 +412,63 @@ def test_total_loss_validation():
         L.AntiCompressionLoss(r_minus=20.0)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Validation at the API boundary: value checks (host syncs on a GPU) only with validate=True
+
+
+VALUE_CHECKS = ("_check_label_values", "_check_binary_mask", "_check_probabilities")
+
+
+def test_direct_calls_check_values_and_validate_false_skips_only_those_checks(monkeypatch):
+    c, bad_labels = torch.randn(3, 4), torch.tensor([0, 2, 1])
+    grey_mask, wide_map = torch.full((1, 1, 2, 2), 0.5), torch.full((1, 1, 2, 2), 2.0)
+    with pytest.raises(ValueError, match=r"is_fake must hold labels in \{0, 1\}"):
+        L.metric_loss(c, bad_labels)
+    with pytest.raises(ValueError, match="mask must be binary"):
+        L.resize_mask(grey_mask, 1)
+    with pytest.raises(ValueError, match=r"m must hold probabilities in \[0, 1\]"):
+        L.attention_loss(wide_map, torch.zeros(1, 1, 2, 2))
+    # Without validation the value checks are not called at all; the free shape checks still are.
+    calls = []
+    for name in VALUE_CHECKS:
+        monkeypatch.setattr(L, name, lambda *a, name=name: calls.append(name))
+    L.metric_loss(c, bad_labels, validate=False)
+    L.resize_mask(grey_mask, 1, validate=False)
+    L.attention_loss(torch.rand(1, 1, 2, 2), grey_mask, validate=False)
+    assert calls == []
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        L.metric_loss(c, torch.tensor([0, 1]), validate=False)
+    L.metric_loss(c, bad_labels)  # and the default still calls them
+    assert calls == ["_check_label_values"]
+
+
+def test_total_loss_without_validation_is_the_same_number():
+    out, is_fake, mask, d_a, d_b = _batch()
+    checked, _ = L.AntiCompressionLoss()(out, is_fake, mask, d_a, d_b)
+    unchecked, _ = L.AntiCompressionLoss(validate=False)(out, is_fake, mask, d_a, d_b)
+    assert torch.equal(checked, unchecked)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: device -> host syncs exist only there")
+def test_unvalidated_total_loss_does_not_sync_on_cuda():
+    out, is_fake, mask, d_a, d_b = _batch()
+    out = SimpleNamespace(**{k: v.detach().cuda() for k, v in vars(out).items()})
+    is_fake, mask, d_a, d_b = (t.cuda() for t in (is_fake, mask, d_a, d_b))
+    loss = L.AntiCompressionLoss(validate=False)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss(out, is_fake, mask, d_a, d_b)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(RuntimeError, match="synchroniz"):  # the check can fail: validation does sync
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            L.AntiCompressionLoss()(out, is_fake, mask, d_a, d_b)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+
 def test_sum_reduction_reweights_l_dis_against_the_other_terms():
     """eq. 6 summed over the batch grows with B; the transfer term (no sum in eq. 5) does not."""
     torch.manual_seed(0)

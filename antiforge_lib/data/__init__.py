@@ -5,6 +5,7 @@
 - :mod:`~antiforge_lib.data.faces` -- face boxes (detect, square x1.3, smooth, clamp) and the face-crop pipeline
 - :mod:`~antiforge_lib.data.pairs` -- the pair cache: ``prepare_pairs``, ``prepare_faces``
 - :mod:`~antiforge_lib.data.index` -- the cache's ``index.csv``: its columns and ``load_index``
+- :mod:`~antiforge_lib.data.packed` -- the cache's packed copy (raw uint8 per split) that loaders read undecoded
 - :mod:`~antiforge_lib.data.sample` -- the embedded real-face mini FaceForensics++
 - :mod:`~antiforge_lib.data.loaders` -- the paired datasets and their fastai loaders (torch)
 
@@ -25,6 +26,7 @@ __all__ = [
     "PairedFaces",
     "pair_dataloaders",
     "pair_transform",
+    "augment_pair_batch",
     "SelfBlendedPairs",
     "StreamSampler",
     "self_blend_dataloaders",
@@ -32,7 +34,7 @@ __all__ = [
     "denormalize",
 ]
 
-_SUBMODULES = ("layout", "video", "faces", "pairs", "index", "sample", "loaders")
+_SUBMODULES = ("layout", "video", "faces", "pairs", "index", "packed", "sample", "loaders")
 
 
 def __getattr__(name: str):
