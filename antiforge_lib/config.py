@@ -1,6 +1,7 @@
 """``TrainConfig``: every setting of a training run, checked when it is made, with the paper's and the book's presets.
 
-It imports no fastai, so that a checkpoint's config can be read (``antiforge detect``) without the training stack.
+Checkpoints, results files and ablation records store it as a dict; :meth:`TrainConfig.from_dict` reads them back,
+old records included.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import InitVar, asdict, dataclass, fields
 
 import timm
 
+from .data.loaders import AUGMENT_ON
 from .losses import REDUCTIONS
 from .metrics import metric_threshold
 from .models import MODELS, STEMS, renamed_cut
@@ -67,6 +69,9 @@ class TrainConfig:
     Hardware: ``mixed_precision`` ("bf16", "fp16" or None) and ``channels_last`` apply on CUDA only;
     ``compile`` runs ``torch.compile`` on the model in place (``nn.Module.compile``: the state-dict keys stay the
     same); off by default, because the first steps then take minutes, which pays off only in long GPU runs;
+    ``augment_on`` ("workers": the loader's processes augment each cached pair, as the book's runs; "device": they
+    only read it, and :class:`~antiforge_lib.callbacks.AugmentOnDevice` applies the same transform to the batch on
+    its device, so a 2-core machine can feed a GPU at 299 px; cached pairs only, not the self-blended stream);
     ``seed``.
     """
 
@@ -97,6 +102,7 @@ class TrainConfig:
     mixed_precision: str | None = "bf16"
     channels_last: bool = True
     compile: bool = False
+    augment_on: str = "workers"
     seed: int = 0
     stem: str | None = None
     self_blend: bool = False
@@ -177,6 +183,13 @@ class TrainConfig:
             raise ValueError(f"stem must be None or one of {STEMS}, got {self.stem!r}")
         if self.lq_codec not in CODECS:
             raise ValueError(f"lq_codec must be one of {sorted(CODECS)}, got {self.lq_codec!r}")
+        if self.augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {self.augment_on!r}")
+        if self.augment_on == "device" and self.self_blend:
+            raise ValueError(
+                "augment_on='device' applies to cached pairs; the self-blended stream (self_blend=True) is made and "
+                "augmented in the loader's workers"
+            )
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
 

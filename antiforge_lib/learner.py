@@ -132,13 +132,14 @@ def make_dataloaders(index, config: TrainConfig, num_workers=None, device=None):
     """The loaders ``config`` trains on: the cached pairs of ``index`` (:func:`~antiforge_lib.data.pair_dataloaders`),
     or with ``config.self_blend`` the stream made from its real training faces
     (:func:`~antiforge_lib.data.self_blend_dataloaders`). Validation and test are the cached pairs either way
-    (a cache of real faces only validates on fixed self-blends). ``num_workers``: loader processes (default as
-    ``pair_dataloaders``); ``device``: where batches go (default CUDA if available).
+    (a cache of real faces only validates on fixed self-blends). ``config.augment_on`` says where the cached training
+    pairs are augmented. ``num_workers``: loader processes (default as ``pair_dataloaders``); ``device``: where
+    batches go (default CUDA if available).
     """
     _check_classes(index, config.self_blend)
     common = dict(size=config.size, bs=config.batch_size, num_workers=num_workers, seed=config.seed, device=device)
     if not config.self_blend:
-        return pair_dataloaders(index, **common)
+        return pair_dataloaders(index, **common, augment_on=config.augment_on)
     return self_blend_dataloaders(index, length=config.items_per_epoch, codec=config.lq_codec, **common)
 
 

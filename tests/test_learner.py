@@ -568,7 +568,8 @@ def test_score_each_epoch_records_a_learning_curve_that_matches_evaluate():
     assert len(score.rows) == 3
 
 
-def test_make_dataloaders_follows_self_blend(tmp_path):
+def _real_index(tmp_path) -> pd.DataFrame:
+    """Four random 32 px "real" crops: two train, one val, one test."""
     from PIL import Image
 
     paths = []
@@ -580,7 +581,11 @@ def test_make_dataloaders_follows_self_blend(tmp_path):
     Image.new("L", (32, 32)).save(zero)
     rows = [dict(split=s, method="original", video=str(k), frame=0, label=0, hq=p, lq=p, mask=str(zero))
             for k, (s, p) in enumerate(zip(["train", "train", "val", "test"], paths, strict=True))]  # fmt: skip
-    index = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def test_make_dataloaders_follows_self_blend(tmp_path):
+    index = _real_index(tmp_path)
     stream = make_dataloaders(index, demo(self_blend=True, items_per_epoch=8), num_workers=0, device="cpu")
     assert isinstance(stream.train.dataset, SelfBlendedPairs) and len(stream.train.dataset) == 8
     cached = make_dataloaders(index, demo(), num_workers=0, device="cpu")
@@ -641,3 +646,22 @@ def partial_validating(fn):
         return fn(*args, **kwargs)
 
     return call
+
+
+def test_augment_on_device_is_a_setting_of_the_run(tmp_path):
+    from antiforge_lib.callbacks import AugmentOnDevice
+
+    index = _real_index(tmp_path)
+    with pytest.raises(ValueError, match="augment_on must be one of"):
+        TrainConfig(augment_on="gpu")
+    with pytest.raises(ValueError, match="augment_on='device' applies to cached pairs"):
+        TrainConfig.preset("demo", augment_on="device")  # the demo preset trains on the self-blended stream
+    old = TrainConfig().to_dict()
+    del old["augment_on"]  # a record from before the setting existed trained in the workers
+    assert TrainConfig.from_dict(old).augment_on == "workers"
+    cfg = TrainConfig(size=24, batch_size=4, augment_on="device")
+    dls = make_dataloaders(index, cfg, num_workers=0, device="cpu")
+    assert [type(cb) for cb in dls.batch_callbacks] == [AugmentOnDevice]
+    assert next(iter(dls.train))[0].dtype == torch.uint8  # the workers only read
+    plain = make_dataloaders(index, cfg.replace(augment_on="workers"), num_workers=0, device="cpu")
+    assert not getattr(plain, "batch_callbacks", []) and next(iter(plain.train))[0].dtype == torch.float32

@@ -35,6 +35,9 @@ from . import __all__  # noqa: F401 -- listed once, in the package, which re-exp
 from .index import MASK_THRESHOLD
 from .packed import PackedPairs
 
+#: Where the training pairs are augmented: in the loader's worker processes, or on the batch's device.
+AUGMENT_ON = ("workers", "device")
+
 # FaceForensics++ / timm legacy_xception normalisation: maps [0, 1] to [-1, 1].
 XCEPTION_MEAN = (0.5, 0.5, 0.5)
 XCEPTION_STD = (0.5, 0.5, 0.5)
@@ -265,8 +268,8 @@ def pair_dataloaders(
     with quiet_import():  # heavy import, only needed here
         from fastai.data.core import DataLoaders
 
-    if augment_on not in ("workers", "device"):
-        raise ValueError(f"augment_on must be 'workers' or 'device', got {augment_on!r}")
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
